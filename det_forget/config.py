@@ -1,0 +1,148 @@
+"""``add_forget_config``: every ``FORGET.*`` key det_forget reads, with what it means.
+
+All keys live under one node, ``cfg.FORGET``, added to a detectron2 (or plain
+fvcore/yacs) config. Detection, classification and face recognition read the same keys.
+"""
+
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode as CN
+
+__all__ = ["add_forget_config", "FORGET_METHODS", "lora_config_from_cfg"]
+
+#: Values of ``FORGET.METHOD``.
+FORGET_METHODS = (
+    "gs_lora",  # LoRA on FFNs + group lasso + bounded forget loss + retain loss
+    "gs_lora_pp",  # GS-LoRA + prototype regulariser (GS-LoRA++)
+    "no_retain",  # Poppi et al.: LoRA on q/k/v, 1/CE + L1 on B, no retain data
+    "retrain",  # baseline: train from the initialisation on retain data only
+    "finetune",  # baseline: full fine-tuning on retain data
+    "neg_grad",  # baseline: full fine-tuning, -CE on forget + CE on retain
+    "neg_grad_l1",  # baseline: -CE on forget, L1 on the weight change, no retain data
+    "random_labels",  # baseline: CE to random labels on forget + CE on retain
+    "bounded_l1",  # baseline: bounded forget loss + retain + L1 on weight change, no LoRA
+    "l2",  # continual baseline: finetune + L2 to the weights before the task
+    "ewc",  # continual baseline: finetune + EWC penalty (diagonal Fisher)
+)
+
+
+def add_forget_config(cfg: CN) -> CN:
+    """Add the ``FORGET`` node to ``cfg`` in place and return ``cfg``.
+
+    Keys (defaults follow GS-LoRA's reference unless noted):
+
+    * ``FORGET.METHOD``: one of :data:`FORGET_METHODS`.
+    * ``FORGET.CLASSES``: classes to forget in a single task, by name or id.
+    * ``FORGET.TASKS``: explicit continual tasks, a list of class lists (overrides
+      ``CLASSES``).
+    * ``FORGET.TASK_SIZES`` / ``FORGET.CLASS_ORDER_SEED``: continual tasks cut from the
+      class order shuffled with the seed (used when ``TASKS`` and ``CLASSES`` are empty).
+    * ``FORGET.MISSING_CLASSES``: retain classes given no training data (GS-LoRA++).
+    * ``FORGET.DATA_RATIO``: fraction of each class's training images used (1.0 = all).
+    * ``FORGET.SHOTS``: if > 0, k images per class instead of ``DATA_RATIO``.
+    * ``FORGET.DATA_SEED``: seed of the data subsampling.
+    * ``FORGET.LORA.*``: RANK (8), ALPHA (1.0: scaling alpha/r = 1/8), DROPOUT,
+      TARGET_MODULES (FFN layers), QKV_MODULES (fused qkv layers, used by no_retain),
+      QKV_PARTS, EXCLUDE_MODULES. See :class:`det_forget.lora.LoraConfig`.
+    * ``FORGET.LOSS.BOUND``: BND of ``ReLU(BND - w * CE_forget)``.
+    * ``FORGET.LOSS.FORGET_WEIGHT``: beta, weight of the bounded forget term.
+    * ``FORGET.LOSS.CE_WEIGHT``: w, factor on the forget CE inside the ReLU.
+    * ``FORGET.LOSS.PER_CLASS``: bound each forget class separately (default) instead
+      of the batch mean (reference).
+    * ``FORGET.LOSS.RETAIN_WEIGHT``: weight of the retain loss.
+    * ``FORGET.SPARSITY.ALPHA``: alpha_s of the group lasso; ``WARMUP_ITERS`` steps with
+      alpha_s = 0 first; ``GROUPS``: "block" | "module" | "matrix"; ``BLOCK_REGEX``:
+      extracts a block name from a layer name; ``ZERO_REL_THRESHOLD``: a group is zero
+      when its norm <= this x the largest group norm.
+    * ``FORGET.PROTOTYPE.*``: ENABLED (set by gs_lora_pp), BOUND (BND_pro, 18),
+      FORGET_WEIGHT (w_f), RETAIN_WEIGHT (w_r).
+    * ``FORGET.NO_RETAIN.L1_WEIGHT``: lambda on ``||B||_1`` (0.001); ``EPS`` guards 1/CE.
+    * ``FORGET.BASELINE.L1_WEIGHT``: L1 on the weight change (neg_grad_l1, bounded_l1);
+      ``L2_WEIGHT``; ``EWC_WEIGHT``; ``EWC_SAMPLES``.
+    * ``FORGET.EARLY_STOP.PERIOD``: evaluate on held-out data every N steps and keep the
+      best mean(score_r, 100 - score_f) (0 disables); ``PATIENCE``.
+    * ``FORGET.MAX_ITER``: forgetting iterations per task.
+    * ``FORGET.SAVE_MERGED``: also write a merged checkpoint at the end.
+
+    Returns:
+        ``cfg``.
+    """
+    cfg.FORGET = CN()
+    f = cfg.FORGET
+    f.METHOD = "gs_lora"
+    f.CLASSES = []
+    f.TASKS = []
+    f.TASK_SIZES = []
+    f.CLASS_ORDER_SEED = 123
+    f.MISSING_CLASSES = []
+    f.DATA_RATIO = 1.0
+    f.SHOTS = 0
+    f.DATA_SEED = 0
+    f.MAX_ITER = 300
+    f.SAVE_MERGED = True
+
+    f.LORA = CN()
+    f.LORA.RANK = 8
+    f.LORA.ALPHA = 1.0
+    f.LORA.DROPOUT = 0.0
+    f.LORA.TARGET_MODULES = ["mlp.fc1", "mlp.fc2"]
+    f.LORA.QKV_MODULES = []
+    f.LORA.QKV_PARTS = ["q", "k", "v"]
+    f.LORA.EXCLUDE_MODULES = []
+
+    f.LOSS = CN()
+    f.LOSS.BOUND = 15.0
+    f.LOSS.FORGET_WEIGHT = 0.2
+    f.LOSS.CE_WEIGHT = 1.0
+    f.LOSS.PER_CLASS = True
+    f.LOSS.RETAIN_WEIGHT = 1.0
+
+    f.SPARSITY = CN()
+    f.SPARSITY.ALPHA = 1e-4
+    f.SPARSITY.WARMUP_ITERS = 0
+    f.SPARSITY.GROUPS = "block"
+    f.SPARSITY.BLOCK_REGEX = r"^(.*?\.\d+)(?:\.|$)"
+    f.SPARSITY.ZERO_REL_THRESHOLD = 1e-3
+
+    f.PROTOTYPE = CN()
+    f.PROTOTYPE.ENABLED = False
+    f.PROTOTYPE.BOUND = 18.0
+    f.PROTOTYPE.FORGET_WEIGHT = 0.01
+    f.PROTOTYPE.RETAIN_WEIGHT = 0.0
+
+    f.NO_RETAIN = CN()
+    f.NO_RETAIN.L1_WEIGHT = 1e-3
+    f.NO_RETAIN.EPS = 1e-3
+
+    f.BASELINE = CN()
+    f.BASELINE.L1_WEIGHT = 1e-4
+    f.BASELINE.L2_WEIGHT = 1.0
+    f.BASELINE.EWC_WEIGHT = 100.0
+    f.BASELINE.EWC_SAMPLES = 256
+
+    f.EARLY_STOP = CN()
+    f.EARLY_STOP.PERIOD = 0
+    f.EARLY_STOP.PATIENCE = 5
+    return cfg
+
+
+def lora_config_from_cfg(cfg: CN, metadata: dict | None = None):
+    """The :class:`~det_forget.lora.LoraConfig` described by ``cfg.FORGET.LORA``.
+
+    For ``FORGET.METHOD == "no_retain"`` the adapters go on the fused qkv layers only
+    when ``QKV_MODULES`` is set and ``TARGET_MODULES`` is empty; both lists are taken as
+    given otherwise.
+    """
+    from .lora import LoraConfig
+
+    lc = cfg.FORGET.LORA
+    return LoraConfig(
+        rank=lc.RANK,
+        alpha=lc.ALPHA,
+        dropout=lc.DROPOUT,
+        target_modules=list(lc.TARGET_MODULES),
+        qkv_modules=list(lc.QKV_MODULES),
+        qkv_parts=tuple(lc.QKV_PARTS),
+        exclude_modules=list(lc.EXCLUDE_MODULES),
+        metadata=dict(metadata or {}),
+    )

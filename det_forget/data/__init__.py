@@ -1,0 +1,21 @@
+"""Datasets shipped with det_forget: a deterministic synthetic COCO-format shapes dataset."""
+
+from .synthetic import (
+    SHAPES_CATEGORIES,
+    SHAPES_CLASS_NAMES,
+    SHAPES_SPLITS,
+    default_shapes_root,
+    ensure_shapes_dataset,
+    generate_shapes_dataset,
+    register_shapes_dataset,
+)
+
+__all__ = [
+    "SHAPES_CATEGORIES",
+    "SHAPES_CLASS_NAMES",
+    "SHAPES_SPLITS",
+    "default_shapes_root",
+    "ensure_shapes_dataset",
+    "generate_shapes_dataset",
+    "register_shapes_dataset",
+]

@@ -1,0 +1,60 @@
+"""The forgetting core shared by every task type: losses, groups, prototypes, continual."""
+
+from .continual import ContinualRunner, ForgetTask, build_tasks
+from .groups import (
+    DEFAULT_BLOCK_REGEX,
+    GROUP_GRANULARITIES,
+    ZERO_GROUP_REL_THRESHOLD,
+    ParamGroup,
+    SparsityWarmup,
+    build_groups,
+    group_lasso,
+    group_norms,
+    lora_b_l1,
+    zero_group_ratio,
+)
+from .losses import (
+    bounded_forget_loss,
+    negative_gradient_loss,
+    per_class_mean,
+    random_label_loss,
+    random_labels,
+    reciprocal_forget_loss,
+    retain_loss,
+)
+from .objective import LORA_METHODS, METHOD_TERMS, RETAIN_FREE_METHODS, ForgettingObjective
+from .prototypes import PrototypeAccumulator, compute_prototypes, prototype_kl, prototype_loss
+from .regularizers import WeightAnchor, estimate_fisher
+
+__all__ = [
+    "ForgettingObjective",
+    "LORA_METHODS",
+    "METHOD_TERMS",
+    "RETAIN_FREE_METHODS",
+    "WeightAnchor",
+    "estimate_fisher",
+    "ContinualRunner",
+    "ForgetTask",
+    "build_tasks",
+    "DEFAULT_BLOCK_REGEX",
+    "GROUP_GRANULARITIES",
+    "ZERO_GROUP_REL_THRESHOLD",
+    "ParamGroup",
+    "SparsityWarmup",
+    "build_groups",
+    "group_lasso",
+    "group_norms",
+    "lora_b_l1",
+    "zero_group_ratio",
+    "bounded_forget_loss",
+    "negative_gradient_loss",
+    "per_class_mean",
+    "random_label_loss",
+    "random_labels",
+    "reciprocal_forget_loss",
+    "retain_loss",
+    "PrototypeAccumulator",
+    "compute_prototypes",
+    "prototype_kl",
+    "prototype_loss",
+]

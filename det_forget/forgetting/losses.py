@@ -1,0 +1,138 @@
+"""Forgetting and retaining losses shared by detection, classification and face heads.
+
+Every loss here takes per-sample (or per-object) losses plus their class labels, so one
+implementation serves a classifier's cross-entropy, a box head's classification loss and
+DETR's matched-query loss alike.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "retain_loss",
+    "per_class_mean",
+    "bounded_forget_loss",
+    "reciprocal_forget_loss",
+    "negative_gradient_loss",
+    "random_labels",
+    "random_label_loss",
+]
+
+
+def retain_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on retain data (mean over the batch)."""
+    return F.cross_entropy(logits, labels)
+
+
+def per_class_mean(values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of ``values`` for each class present in ``labels``.
+
+    Args:
+        values: per-sample values, shape ``(N,)``.
+        labels: integer labels, shape ``(N,)``.
+
+    Returns:
+        ``(classes, means)``: the sorted classes present and the mean value of each.
+    """
+    if values.shape != labels.shape:
+        raise ValueError(f"values {tuple(values.shape)} and labels {tuple(labels.shape)} differ")
+    classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+    sums = torch.zeros(len(classes), dtype=values.dtype, device=values.device)
+    sums = sums.index_add(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=len(classes)).to(values.dtype)
+    return classes, sums / counts
+
+
+def bounded_forget_loss(
+    per_sample_loss: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    bound: float,
+    weight: float = 1.0,
+    per_class: bool = True,
+) -> torch.Tensor:
+    """GS-LoRA's bounded forgetting loss: maximise the forget loss up to ``bound``.
+
+    * per class (default): ``mean_c ReLU(bound - weight * mean_{i: y_i = c} L_i)`` over the
+      forget classes present, so a class that is already forgotten cannot hide one
+      that is not;
+    * batch mean (the reference): ``ReLU(bound - weight * mean_i L_i)``.
+
+    Past the bound the term is zero and so is its gradient.
+
+    Args:
+        per_sample_loss: e.g. cross-entropy per forget sample / object, shape ``(N,)``.
+        labels: class of each sample; required when ``per_class``.
+        bound: BND; the loss is 0 once ``weight * CE`` exceeds it.
+        weight: factor on the loss inside the ReLU (the DETR reference uses 2).
+        per_class: per-class bounding (default) or batch mean.
+
+    Returns:
+        A scalar; zero (with a graph) when there are no samples.
+    """
+    if per_sample_loss.numel() == 0:
+        return per_sample_loss.sum()
+    if not per_class:
+        return F.relu(bound - weight * per_sample_loss.mean())
+    if labels is None:
+        raise ValueError("bounded_forget_loss(per_class=True) needs labels")
+    _, class_means = per_class_mean(per_sample_loss, labels)
+    return F.relu(bound - weight * class_means).mean()
+
+
+def reciprocal_forget_loss(per_sample_loss: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """``1 / (mean CE + eps)``: Poppi et al.'s bounded unlearning loss (no retain data).
+
+    ``eps`` keeps the loss finite (at most ``1 / eps``) when a confident model starts with
+    CE near 0, while leaving a gradient everywhere (a clamp would zero it).
+    """
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if per_sample_loss.numel() == 0:
+        return per_sample_loss.sum()
+    return 1.0 / (per_sample_loss.mean() + eps)
+
+
+def negative_gradient_loss(per_sample_loss: torch.Tensor) -> torch.Tensor:
+    """``-mean CE`` (gradient ascent on the forget data; unbounded)."""
+    if per_sample_loss.numel() == 0:
+        return per_sample_loss.sum()
+    return -per_sample_loss.mean()
+
+
+def random_labels(
+    labels: torch.Tensor,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+    exclude: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Uniformly random labels different from the true ones (and from ``exclude``).
+
+    Args:
+        labels: true labels ``(N,)``.
+        num_classes: number of classes.
+        generator: RNG for reproducibility (on the labels' device).
+        exclude: classes never to draw (e.g. all forget classes); the true label is
+            always excluded.
+    """
+    allowed = torch.ones(len(labels), num_classes, dtype=torch.bool, device=labels.device)
+    allowed[torch.arange(len(labels), device=labels.device), labels] = False
+    if exclude is not None:
+        allowed[:, exclude.to(labels.device)] = False
+    if not bool(allowed.any(dim=1).all()):
+        raise ValueError("random_labels: no class left to draw for some sample")
+    scores = torch.rand(allowed.shape, generator=generator, device=labels.device)
+    return scores.masked_fill(~allowed, -1.0).argmax(dim=1)
+
+
+def random_label_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator | None = None,
+    exclude: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy against :func:`random_labels` (the random-label forgetting baseline)."""
+    target = random_labels(labels, logits.shape[-1], generator=generator, exclude=exclude)
+    return F.cross_entropy(logits, target)

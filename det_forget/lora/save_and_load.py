@@ -1,0 +1,214 @@
+"""Adapter files: ``adapter_model.safetensors`` + ``adapter_config.json`` in one folder.
+
+A forgetting task is one small, auditable folder. The JSON holds the
+:class:`~det_forget.lora.config.LoraConfig`, the task metadata and, for every adapted
+layer, its parts, shapes and a fingerprint of the base weight it was trained on; loading
+checks all of it and names each layer that does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..utils.io import atomic_directory
+from .config import LoraConfig
+from .inject import lora_layers
+from .layer import LoraLinear
+
+__all__ = [
+    "ADAPTER_WEIGHTS_NAME",
+    "ADAPTER_CONFIG_NAME",
+    "AdapterMismatchError",
+    "base_fingerprint",
+    "lora_state_dict",
+    "save_adapter",
+    "load_adapter",
+    "read_adapter_config",
+]
+
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+FORMAT_VERSION = 1
+
+# Relative tolerance when comparing base-weight fingerprints: merging and unmerging an
+# adapter changes the weights by float rounding only, far below this.
+_FINGERPRINT_RTOL = 1e-4
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter does not fit the model it is loaded into; the message lists each layer."""
+
+
+def base_fingerprint(layer: LoraLinear) -> list[float]:
+    """A cheap signature of the base weight an adapter sits on.
+
+    Three float64 statistics (sum, sum of squares, and a dot product with a fixed
+    pseudo-random sign pattern) of the un-merged base weight. They tell an adapter
+    trained on another model apart while tolerating merge/unmerge rounding.
+    """
+    w = layer.base_layer.weight.detach()
+    if layer.merged:
+        w = w - layer.get_delta_weight().detach()
+    w = w.double().flatten().cpu()
+    gen = torch.Generator().manual_seed(0)
+    signs = torch.randint(0, 2, (w.numel(),), generator=gen, dtype=torch.int8).double() * 2 - 1
+    return [float(w.sum()), float((w * w).sum()), float((w * signs).sum())]
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter matrices only, keyed ``<layer>.lora_A.<part>`` / ``<layer>.lora_B.<part>``."""
+    out: dict[str, torch.Tensor] = {}
+    for name, layer in lora_layers(model):
+        for part in layer.parts:
+            out[f"{name}.lora_A.{part}"] = layer.lora_A[part].detach().cpu().contiguous()
+            out[f"{name}.lora_B.{part}"] = layer.lora_B[part].detach().cpu().contiguous()
+    return out
+
+
+def _layer_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "parts": list(layer.parts),
+            "in_features": layer.in_features,
+            "out_features": layer.out_features,
+            "base_fingerprint": base_fingerprint(layer),
+        }
+        for name, layer in lora_layers(model)
+    }
+
+
+def save_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    config: LoraConfig,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write the model's adapters to ``directory`` atomically.
+
+    Args:
+        model: a model with adapters (merged or not: the adapter matrices are saved).
+        directory: output folder; replaced as a whole only once fully written.
+        config: the config the adapters were injected with.
+        metadata: task information (classes, data used, metrics, config hash), merged
+            over ``config.metadata``.
+
+    Returns:
+        The folder path.
+    """
+    layers = list(lora_layers(model))
+    if not layers:
+        raise ValueError("model has no LoRA adapters to save")
+    meta = {**config.metadata, **(metadata or {})}
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "lora_config": {**config.to_dict(), "metadata": meta},
+        "layers": _layer_manifest(model),
+    }
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        save_file(lora_state_dict(model), str(tmp / ADAPTER_WEIGHTS_NAME))
+        (tmp / ADAPTER_CONFIG_NAME).write_text(json.dumps(doc, indent=2, sort_keys=True))
+    return directory
+
+
+def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``adapter_config.json`` of an adapter folder."""
+    path = Path(directory) / ADAPTER_CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"not an adapter folder: {path} does not exist")
+    doc = json.loads(path.read_text())
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise AdapterMismatchError(
+            f"{path}: adapter format_version {doc.get('format_version')!r}, "
+            f"this det_forget reads {FORMAT_VERSION}"
+        )
+    return doc
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= _FINGERPRINT_RTOL * max(abs(a), abs(b), 1e-8)
+
+
+def load_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    check_base: bool = True,
+) -> LoraConfig:
+    """Load adapter weights into a model that carries adapters of the same layout.
+
+    Every problem is collected before anything is written, so a refused adapter leaves
+    the model untouched.
+
+    Args:
+        model: the model, already injected (e.g. with the returned config's layout).
+        directory: an adapter folder written by :func:`save_adapter`.
+        check_base: also require the base weights to match the ones the adapter was
+            trained on (fingerprint); an adapter for another model is refused.
+
+    Returns:
+        The adapter's :class:`LoraConfig` (with its task metadata).
+
+    Raises:
+        AdapterMismatchError: listing every layer that is missing, extra, shaped
+            differently or sits on other base weights.
+    """
+    directory = Path(directory)
+    doc = read_adapter_config(directory)
+    config = LoraConfig.from_dict(doc["lora_config"])
+    weights_path = directory / ADAPTER_WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"adapter weights missing: {weights_path}")
+    tensors = load_file(str(weights_path))
+    model_layers = dict(lora_layers(model))
+    problems: list[str] = []
+    for name, spec in doc["layers"].items():
+        layer = model_layers.get(name)
+        if layer is None:
+            problems.append(f"layer {name!r}: in the adapter but the model has no adapter there")
+            continue
+        if list(layer.parts) != spec["parts"]:
+            problems.append(f"layer {name!r}: adapter parts {spec['parts']} vs model {layer.parts}")
+            continue
+        for part in layer.parts:
+            for kind, param in (("lora_A", layer.lora_A[part]), ("lora_B", layer.lora_B[part])):
+                key = f"{name}.{kind}.{part}"
+                t = tensors.get(key)
+                if t is None:
+                    problems.append(f"layer {name!r}: weights file lacks {key}")
+                elif tuple(t.shape) != tuple(param.shape):
+                    problems.append(
+                        f"layer {name!r}: {kind}.{part} shape {tuple(t.shape)} in the adapter "
+                        f"vs {tuple(param.shape)} in the model"
+                    )
+        if check_base and not all(
+            _close(a, b) for a, b in zip(spec["base_fingerprint"], base_fingerprint(layer))
+        ):
+            problems.append(
+                f"layer {name!r}: base weights differ from those the adapter was trained on "
+                "(adapter for another model or checkpoint)"
+            )
+    for name in model_layers:
+        if name not in doc["layers"]:
+            problems.append(f"layer {name!r}: the model has an adapter there but the file has none")
+    if problems:
+        raise AdapterMismatchError(
+            f"adapter {directory} does not fit the model:\n  " + "\n  ".join(problems)
+        )
+    with torch.no_grad():
+        for name, layer in model_layers.items():
+            was_merged = layer.merged
+            layer.unmerge()
+            for part in layer.parts:
+                layer.lora_A[part].copy_(tensors[f"{name}.lora_A.{part}"])
+                layer.lora_B[part].copy_(tensors[f"{name}.lora_B.{part}"])
+            if was_merged:
+                layer.merge()
+    return config

@@ -1,0 +1,83 @@
+"""Atomic writes, so a killed process never leaves a half-written checkpoint or adapter.
+
+Every file det_forget writes for a user (adapters, merged checkpoints, reports) goes
+through these helpers: the data lands in a temporary sibling first and is moved into
+place with ``os.replace``, which is atomic on POSIX and Windows within one filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "atomic_directory", "atomic_torch_save"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file next to ``path`` and move it onto ``path`` on success.
+
+    Args:
+        path: final destination.
+        mode: ``"w"`` (text) or ``"wb"`` (binary).
+
+    Yields:
+        The open temporary file. If the block raises, the temporary file is removed and
+        ``path`` is left exactly as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    import torch
+
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and swap it into place on success.
+
+    An existing directory at ``path`` is replaced only after the new one is complete;
+    on failure it is untouched and the temporary directory is removed.
+
+    Yields:
+        The temporary directory to write into.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    backup = None
+    if path.exists():
+        backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        backup.rmdir()
+        os.replace(path, backup)
+    os.replace(tmp, path)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
