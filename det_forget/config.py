@@ -6,7 +6,7 @@ fvcore/yacs) config. Detection, classification and face recognition read the sam
 
 from __future__ import annotations
 
-from fvcore.common.config import CfgNode as CN
+from fvcore.common.config import CfgNode as CN  # noqa: F401  (type hints)
 
 __all__ = ["add_forget_config", "FORGET_METHODS", "lora_config_from_cfg"]
 
@@ -61,12 +61,35 @@ def add_forget_config(cfg: CN) -> CN:
       ``L2_WEIGHT``; ``EWC_WEIGHT``; ``EWC_SAMPLES``.
     * ``FORGET.EARLY_STOP.PERIOD``: evaluate on held-out data every N steps and keep the
       best mean(score_r, 100 - score_f) (0 disables); ``PATIENCE``.
-    * ``FORGET.MAX_ITER``: forgetting iterations per task.
+    * ``FORGET.MAX_ITER``: forgetting iterations per task (detection: per task, so a
+      continual run has ``len(tasks) * MAX_ITER`` iterations; ``SOLVER.MAX_ITER`` is set
+      from it).
     * ``FORGET.SAVE_MERGED``: also write a merged checkpoint at the end.
+    * ``FORGET.DETECTOR``: the meta-architecture ``ForgettingDetector`` wraps
+      ("GeneralizedRCNN"; the DETR family later).
+    * ``FORGET.JITTER_COPIES``: detection: jittered copies of each forget box classified
+      per step besides the box itself (proposal-like boxes).
+    * ``FORGET.OPTIMIZER``: "AdamW" (default) or "SGD" (detectron2's), used by
+      det_forget's trainers for forgetting and for training base detectors.
+    * ``FORGET.EVAL_BEFORE``: detection: evaluate the model before forgetting (for Drop
+      and H-Mean); a path to an earlier ``forget_report.json`` reuses its numbers.
+
+    When ``cfg`` has a ``MODEL`` node (a detectron2 config), ``MODEL.VIT.*`` is added too:
+    the shape of :func:`det_forget.modeling.backbone.build_vit_sfp_backbone`'s ViT and
+    pyramid: ``IMG_SIZE``, ``PATCH_SIZE``, ``EMBED_DIM``, ``DEPTH``, ``NUM_HEADS``,
+    ``MLP_RATIO``, ``DROP_PATH_RATE``, ``WINDOW_SIZE`` + ``WINDOW_BLOCK_INDEXES`` (windowed
+    attention, ViTDet), ``USE_REL_POS``, ``PRETRAIN_IMG_SIZE`` (position-embedding size of
+    the checkpoint), ``OUT_CHANNELS`` and ``SCALE_FACTORS`` of the pyramid (an output at
+    stride ``PATCH_SIZE / factor`` per factor), ``TOP_BLOCK`` (extra max-pooled level),
+    ``NORM`` of the pyramid convs ("LN" as in ViTDet), ``SQUARE_PAD``. Defaults: the
+    CPU-tiny model of the embedded demo.
 
     Returns:
         ``cfg``.
     """
+    # Children must be of the config's own class (detectron2's CfgNode subclasses fvcore's)
+    # or merging a yaml file into them fails yacs' type check.
+    CN = type(cfg)  # noqa: N806
     cfg.FORGET = CN()
     f = cfg.FORGET
     f.METHOD = "gs_lora"
@@ -80,6 +103,10 @@ def add_forget_config(cfg: CN) -> CN:
     f.DATA_SEED = 0
     f.MAX_ITER = 300
     f.SAVE_MERGED = True
+    f.DETECTOR = "GeneralizedRCNN"
+    f.JITTER_COPIES = 4
+    f.EVAL_BEFORE = True
+    f.OPTIMIZER = "AdamW"
 
     f.LORA = CN()
     f.LORA.RANK = 8
@@ -123,7 +150,31 @@ def add_forget_config(cfg: CN) -> CN:
     f.EARLY_STOP = CN()
     f.EARLY_STOP.PERIOD = 0
     f.EARLY_STOP.PATIENCE = 5
+
+    if "MODEL" in cfg:
+        _add_vit_config(cfg)
     return cfg
+
+
+def _add_vit_config(cfg: CN) -> None:
+    cfg.MODEL.VIT = type(cfg)()
+    v = cfg.MODEL.VIT
+    v.IMG_SIZE = 192
+    v.PATCH_SIZE = 16
+    v.EMBED_DIM = 192
+    v.DEPTH = 6
+    v.NUM_HEADS = 3
+    v.MLP_RATIO = 4.0
+    v.DROP_PATH_RATE = 0.0
+    v.WINDOW_SIZE = 0
+    v.WINDOW_BLOCK_INDEXES = []
+    v.USE_REL_POS = False
+    v.PRETRAIN_IMG_SIZE = 192
+    v.OUT_CHANNELS = 128
+    v.SCALE_FACTORS = [2.0, 1.0, 0.5]
+    v.TOP_BLOCK = True
+    v.NORM = "LN"
+    v.SQUARE_PAD = 0
 
 
 def lora_config_from_cfg(cfg: CN, metadata: dict | None = None):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 from torch import nn
+
+# Test helper modules (detection_fixtures) import by name under --import-mode=importlib.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_timm_vit(num_classes: int = 5) -> nn.Module:
@@ -40,3 +46,11 @@ def vit_family(request):
     """``(name, build_fn, forward_fn)`` for each ViT implementation we support."""
     build, forward = MODEL_FACTORIES[request.param]
     return request.param, build, forward
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """Register the tiny shapes dataset (generated lazily on first use)."""
+    from detection_fixtures import register_tiny_shapes
+
+    register_tiny_shapes(tmp_path_factory.mktemp("tiny_shapes"))

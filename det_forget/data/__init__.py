@@ -19,3 +19,27 @@ __all__ = [
     "generate_shapes_dataset",
     "register_shapes_dataset",
 ]
+
+from .forget_retain import (  # noqa: E402
+    MISSING_POLICIES,
+    ForgetRetainSplit,
+    build_forget_retain_split,
+    class_statistics,
+    forget_view,
+    register_view,
+    resolve_classes,
+    retain_view,
+    subsample_per_class,
+)
+
+__all__ += [
+    "MISSING_POLICIES",
+    "ForgetRetainSplit",
+    "build_forget_retain_split",
+    "class_statistics",
+    "forget_view",
+    "register_view",
+    "resolve_classes",
+    "retain_view",
+    "subsample_per_class",
+]

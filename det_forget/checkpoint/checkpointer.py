@@ -1,0 +1,90 @@
+"""A ``DetectionCheckpointer`` that writes atomically and refuses checkpoints that do not fit.
+
+detectron2's checkpointer writes ``model_XXXX.pth`` in place (a kill mid-write leaves a
+corrupt file that ``--resume`` then picks up) and, when fine-tuning, skips parameters
+whose shapes differ with a warning. For forgetting, the checkpoint must be *the* model
+being edited: a checkpoint of another architecture or class count is an error that
+names the parameters that do not fit.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+from ..utils.io import atomic_torch_save, atomic_write
+
+__all__ = ["CheckpointMismatchError", "ForgetCheckpointer"]
+
+# Parameters a base checkpoint does not have because det_forget adds them.
+_ADDED_KEY_MARKERS = (".lora_A.", ".lora_B.")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model (wrong architecture, sizes or classes)."""
+
+
+class ForgetCheckpointer(DetectionCheckpointer):
+    """Atomic saves; with ``strict=True`` a load must cover every non-adapter parameter.
+
+    Args:
+        model: the model.
+        save_dir: where checkpoints go.
+        strict: refuse checkpoints with missing or mis-shaped parameters.
+        **checkpointables: as for ``DetectionCheckpointer``.
+    """
+
+    def __init__(self, model, save_dir: str = "", *, strict: bool = True, **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self.strict = strict
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """As ``Checkpointer.save``, through a temporary file renamed into place."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", path)
+        atomic_torch_save(data, path)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint")) as f:
+            f.write(last_filename_basename)
+
+    def _load_model(self, checkpoint: Any):
+        if self.strict:
+            self._check_fits(checkpoint["model"])
+        return super()._load_model(checkpoint)
+
+    def _check_fits(self, state: dict) -> None:
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        own = model.state_dict()
+        # Map the checkpoint's names onto the model's the way load_state_dict's pre-hooks
+        # will (plain detector keys -> "detector.", "fc1.weight" -> "fc1.base_layer.weight").
+        renamed = dict(state)
+        for name, module in model.named_modules():
+            prefix = f"{name}." if name else ""
+            for hook in module._load_state_dict_pre_hooks.values():
+                hook(renamed, prefix, {}, True, [], [], [])
+        mismatched = [
+            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in renamed.items()
+            if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
+        ]
+        missing = [
+            k for k in own if k not in renamed and not any(m in k for m in _ADDED_KEY_MARKERS)
+        ]
+        if mismatched or missing:
+            lines = mismatched[:8] + [f"{k}: not in the checkpoint" for k in missing[:8]]
+            more = len(mismatched) + len(missing) - len(lines)
+            raise CheckpointMismatchError(
+                "checkpoint does not fit the model (another architecture, size or class "
+                "count?):\n  " + "\n  ".join(lines) + (f"\n  ... and {more} more" if more else "")
+            )

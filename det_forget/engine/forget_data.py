@@ -1,0 +1,134 @@
+"""The training data of a forgetting task: a forget loader and a retain loader in step.
+
+Each step yields ``{"forget": batch, "retain": batch}`` (one side omitted when the method
+does not use it). Both loaders are detectron2 train loaders (infinite, sharded across
+processes); the forget set is usually far smaller, so it simply cycles faster.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+
+from ..data.forget_retain import ForgetRetainSplit, build_forget_retain_split, resolve_classes
+from ..forgetting import ForgetTask, build_tasks
+
+__all__ = ["TaskDataLoader", "tasks_from_config", "thing_classes_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def thing_classes_of(cfg) -> list[str]:
+    """Class names of the first training dataset (contiguous-id order)."""
+    name = cfg.DATASETS.TRAIN[0]
+    classes = MetadataCatalog.get(name).get("thing_classes", None)
+    if not classes:
+        from detectron2.data import DatasetCatalog
+
+        DatasetCatalog.get(name)  # loading a COCO json fills thing_classes
+        classes = MetadataCatalog.get(name).thing_classes
+    return list(classes)
+
+
+def tasks_from_config(cfg) -> list[ForgetTask]:
+    """The forgetting tasks of a config, with classes as contiguous ids.
+
+    ``FORGET.TASKS`` (explicit lists) wins over ``FORGET.CLASSES`` (one task), which wins
+    over ``FORGET.TASK_SIZES`` (cut from the class order shuffled with
+    ``FORGET.CLASS_ORDER_SEED``).
+
+    Raises:
+        ValueError: unknown class names, an empty forget set, all classes forgotten.
+    """
+    f = cfg.FORGET
+    thing_classes = thing_classes_of(cfg)
+    dataset = cfg.DATASETS.TRAIN[0]
+    all_ids = list(range(len(thing_classes)))
+    missing = (
+        resolve_classes(list(f.MISSING_CLASSES), thing_classes, dataset, what="missing classes")
+        if len(f.MISSING_CLASSES)
+        else []
+    )
+    if len(f.TASKS):
+        explicit = [
+            resolve_classes(list(t), thing_classes, dataset, what=f"forget set of task {i}")
+            for i, t in enumerate(f.TASKS)
+        ]
+        return build_tasks(all_ids, explicit=explicit, missing=missing)
+    if len(f.CLASSES):
+        explicit = [resolve_classes(list(f.CLASSES), thing_classes, dataset)]
+        return build_tasks(all_ids, explicit=explicit, missing=missing)
+    if len(f.TASK_SIZES):
+        return build_tasks(
+            all_ids, task_sizes=list(f.TASK_SIZES), seed=f.CLASS_ORDER_SEED, missing=missing
+        )
+    raise ValueError(
+        "empty forget set: set FORGET.CLASSES (one task), FORGET.TASKS (a list of class "
+        f"lists) or FORGET.TASK_SIZES; classes of {dataset}: {thing_classes}"
+    )
+
+
+class TaskDataLoader:
+    """Forget + retain detectron2 loaders for the current task.
+
+    Args:
+        cfg: the config (datasets, batch size, FORGET data keys).
+        use_forget: build the forget loader.
+        use_retain: build the retain loader.
+    """
+
+    def __init__(self, cfg, *, use_forget: bool = True, use_retain: bool = True) -> None:
+        self.cfg = cfg
+        self.use_forget = use_forget
+        self.use_retain = use_retain
+        self.split: ForgetRetainSplit | None = None
+        self._version = 0
+        self._loaders: dict[str, object] = {}
+
+    def set_task(self, task: ForgetTask) -> ForgetRetainSplit:
+        """Build the views and loaders of ``task``; the running iterator switches over."""
+        f = self.cfg.FORGET
+        self.split = build_forget_retain_split(
+            list(self.cfg.DATASETS.TRAIN),
+            list(task.forget),
+            old_ids=list(task.old),
+            missing_ids=list(task.missing),
+            ratio=f.DATA_RATIO,
+            shots=f.SHOTS,
+            seed=f.DATA_SEED,
+        )
+        mapper = DatasetMapper(self.cfg, is_train=True)
+        self._loaders = {}
+        for side, dicts, wanted in (
+            ("forget", self.split.forget_dicts, self.use_forget),
+            ("retain", self.split.retain_dicts, self.use_retain),
+        ):
+            if wanted:
+                self._loaders[side] = build_detection_train_loader(
+                    self.cfg,
+                    dataset=dicts,
+                    mapper=mapper,
+                    total_batch_size=self.cfg.SOLVER.IMS_PER_BATCH,
+                )
+        stats = self.split.stats()
+        logger.info(
+            "task %d data: %d forget images, %d retain images",
+            task.index,
+            len(self.split.forget_dicts),
+            len(self.split.retain_dicts),
+        )
+        logger.debug("task data statistics: %s", stats)
+        self._version += 1
+        return self.split
+
+    def __iter__(self) -> Iterator[dict]:
+        version, iters = -1, {}
+        while True:
+            if version != self._version:
+                if not self._loaders:
+                    raise RuntimeError("TaskDataLoader: set_task() was never called")
+                version = self._version
+                iters = {side: iter(loader) for side, loader in self._loaders.items()}
+            yield {side: next(it) for side, it in iters.items()}

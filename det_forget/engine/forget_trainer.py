@@ -1,0 +1,370 @@
+"""``ForgetTrainer``: GS-LoRA forgetting (one task or a continual sequence) in detectron2.
+
+One run = ``len(tasks) * FORGET.MAX_ITER`` iterations of detectron2's training loop. A
+hook (:class:`ForgetTaskHook`) marks the task boundaries: before the first task it
+evaluates the model (the "before" numbers), at the end of each task it evaluates, saves
+the task's adapter with a manifest, merges it into the weights and starts a fresh one
+with a fresh optimizer state. Its state (task history) is part of every checkpoint, so
+``--resume`` continues a killed run where it stopped.
+
+Outputs in ``OUTPUT_DIR``: ``adapters/task_XX/`` (safetensors + JSON manifest: classes,
+data used, metrics before/after, config hash), ``forget_report.json`` (history of every
+task), ``model_merged.pth`` + ``merged_config.yaml`` (a plain detector checkpoint that
+stock detectron2 loads), and detectron2's ``metrics.json`` with each loss term.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from detectron2.data import build_detection_test_loader
+from detectron2.engine import hooks
+from detectron2.engine.train_loop import HookBase
+from detectron2.evaluation import inference_on_dataset
+from detectron2.utils import comm
+from tabulate import tabulate
+
+from ..config import lora_config_from_cfg
+from ..evaluation.coco_forget import ForgetCOCOEvaluator
+from ..evaluation.metrics import forgetting_summary
+from ..forgetting import ForgetTask, ForgettingObjective, WeightAnchor, estimate_fisher
+from ..lora import lora_layers, merge_and_reset_adapters, save_adapter, unload_adapters
+from ..utils.io import atomic_torch_save, atomic_write
+from .base_trainer import DetectionTrainer
+from .forget_data import TaskDataLoader, tasks_from_config, thing_classes_of
+
+__all__ = ["ForgetTrainer", "ForgetTaskHook", "finalize_forget_config", "config_hash"]
+
+logger = logging.getLogger(__name__)
+
+
+def finalize_forget_config(cfg) -> None:
+    """Derive run-level keys from ``FORGET.*`` (call before ``cfg.freeze()``).
+
+    Sets ``SOLVER.MAX_ITER = len(tasks) * FORGET.MAX_ITER`` and checks the classes early,
+    so a typo fails before any model is built.
+    """
+    tasks = tasks_from_config(cfg)
+    cfg.SOLVER.MAX_ITER = len(tasks) * cfg.FORGET.MAX_ITER
+    if cfg.FORGET.MAX_ITER <= 0:
+        raise ValueError(f"FORGET.MAX_ITER must be positive, got {cfg.FORGET.MAX_ITER}")
+
+
+def config_hash(cfg) -> str:
+    """sha256 (16 hex digits) of the config dump: identifies the run that made an adapter."""
+    return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+class ForgetTaskHook(HookBase):
+    """Runs the task sequence inside detectron2's training loop (see module docstring)."""
+
+    def __init__(self, cfg, tasks: list[ForgetTask], data: TaskDataLoader) -> None:
+        self.cfg = cfg
+        self.tasks = tasks
+        self.data = data
+        self.per_task = cfg.FORGET.MAX_ITER
+        self.history: list[dict[str, Any]] = []
+        self.before: dict[str, Any] | None = None
+        self.current: int | None = None
+
+    # -- state carried in checkpoints (TrainerBase.state_dict collects it) --
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "before": self.before}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+        self.before = state.get("before")
+
+    def task_of(self, iteration: int) -> int:
+        return min(iteration // self.per_task, len(self.tasks) - 1)
+
+    def before_train(self) -> None:
+        start = self.trainer.start_iter
+        index = self.task_of(start)
+        if self.before is None or start == 0:
+            self.before = self._initial_before()
+        self._start_task(index)
+
+    def _initial_before(self) -> dict[str, Any] | None:
+        setting = self.cfg.FORGET.EVAL_BEFORE
+        if isinstance(setting, str) and setting:
+            with open(setting) as f:
+                report = json.load(f)
+            return {r["class"]: r.get("AP") for r in report["bbox"]["per_class"]}
+        if not setting:
+            return None
+        logger.info("Evaluating the model before forgetting ...")
+        return self.trainer.evaluate_task(self.tasks[0], before=None)[1]
+
+    def _start_task(self, index: int) -> None:
+        task = self.tasks[index]
+        self.current = index
+        model = _unwrap(self.trainer.model)
+        self.data.set_task(task)
+        model.set_task(task, objective=self.trainer.build_objective(model, task))
+
+    def before_step(self) -> None:
+        _unwrap(self.trainer.model).step = self.trainer.iter - self.current * self.per_task
+
+    def after_step(self) -> None:
+        it = self.trainer.iter + 1
+        if it % self.per_task or it // self.per_task > len(self.tasks):
+            return
+        index = it // self.per_task - 1
+        task = self.tasks[index]
+        results, after = self.trainer.evaluate_task(task, before=self.before)
+        record = {
+            "task": task.to_dict(),
+            "classes": self.trainer.class_names(task),
+            "iterations": [index * self.per_task, it],
+            "before": self.before,
+            "after": after,
+            "results": results,
+        }
+        if self.before is not None and comm.is_main_process():
+            names = self.trainer.thing_classes
+            groups = task.groups()
+            record["summary"] = forgetting_summary(
+                self.before,
+                after,
+                type(groups)(**{g: [names[c] for c in v] for g, v in groups.as_dict().items()}),
+            )
+        self.history.append(record)
+        model = _unwrap(self.trainer.model)
+        if comm.is_main_process():
+            self.trainer.save_task_outputs(task, record)
+        if index + 1 < len(self.tasks):
+            if any(True for _ in lora_layers(model)):
+                merge_and_reset_adapters(model)
+            self.trainer.optimizer.state.clear()
+            self.before = after
+            self._start_task(index + 1)
+            self.trainer.checkpointer.save(f"model_task{index:02d}_done")
+        comm.synchronize()
+
+
+class ForgetTrainer(DetectionTrainer):
+    """Forgetting with a forget loader, a retain loader and task boundaries."""
+
+    strict_checkpoint = True
+
+    def __init__(self, cfg) -> None:
+        self.tasks = tasks_from_config(cfg)
+        self.thing_classes = thing_classes_of(cfg)
+        from ..forgetting.objective import METHOD_TERMS
+
+        terms = METHOD_TERMS[cfg.FORGET.METHOD]
+        self.task_data = TaskDataLoader(
+            cfg,
+            use_forget=any(t.startswith("loss_forget") for t in terms),
+            use_retain="loss_retain" in terms,
+        )
+        super().__init__(cfg)
+
+    def build_train_loader(self, cfg):  # noqa: D102  (instance method: needs the tasks)
+        return self.task_data
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """Warm-up then cosine decay, restarted at every task (a new schedule per task)."""
+        per_task = cfg.FORGET.MAX_ITER
+        warmup = min(cfg.SOLVER.WARMUP_ITERS, per_task // 2)
+        floor = 0.01
+
+        def factor(it: int) -> float:
+            t = it % per_task
+            if t < warmup:
+                return cfg.SOLVER.WARMUP_FACTOR + (1 - cfg.SOLVER.WARMUP_FACTOR) * t / warmup
+            progress = (t - warmup) / max(per_task - warmup, 1)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def build_hooks(self):
+        hook_list = super().build_hooks()
+        self.task_hook = ForgetTaskHook(self.cfg, self.tasks, self.task_data)
+        at = next(i for i, h in enumerate(hook_list) if isinstance(h, hooks.LRScheduler)) + 1
+        hook_list.insert(at, self.task_hook)
+        return hook_list
+
+    def build_objective(self, model, task: ForgetTask) -> ForgettingObjective:
+        """The objective of ``task``; weight-change baselines anchor to the weights now."""
+        anchor = None
+        if self.cfg.FORGET.METHOD in ("neg_grad_l1", "bounded_l1", "l2", "ewc"):
+            anchor = WeightAnchor(model.detector)
+            if self.cfg.FORGET.METHOD == "ewc":
+                batches = iter(self.task_data)
+                n = max(1, self.cfg.FORGET.BASELINE.EWC_SAMPLES // self.cfg.SOLVER.IMS_PER_BATCH)
+                anchor.set_fisher(
+                    estimate_fisher(
+                        model.detector,
+                        (next(batches)["retain"] for _ in range(n)),
+                        lambda m, b: sum(m(b).values()),
+                    )
+                )
+        return ForgettingObjective.from_config(self.cfg, model.detector, anchor=anchor)
+
+    def class_names(self, task: ForgetTask) -> dict[str, list[str]]:
+        """The task's class groups by name."""
+        return {g: [self.thing_classes[c] for c in v] for g, v in task.groups().as_dict().items()}
+
+    def evaluate_task(self, task: ForgetTask, before) -> tuple[dict, dict[str, Any]]:
+        """COCO AP with the task's groups on ``DATASETS.TEST[0]``.
+
+        Returns:
+            ``(flat results, {class name: AP})``; empty on non-main processes.
+        """
+        dataset = self.cfg.DATASETS.TEST[0]
+        # The loader first: it materialises lazily generated datasets (their json file)
+        # before the evaluator opens the annotations.
+        loader = build_detection_test_loader(self.cfg, dataset)
+        evaluator = ForgetCOCOEvaluator(
+            dataset,
+            self.class_names(task),
+            before=before,
+            output_dir=os.path.join(self.cfg.OUTPUT_DIR, "inference", f"task_{task.index:02d}"),
+        )
+        results = inference_on_dataset(self.model, loader, evaluator)
+        if not comm.is_main_process():
+            return {}, {}
+        per_class = {k: v["AP"] for k, v in evaluator.last_per_class["bbox"].items()}
+        # Undefined group means (no class in the group) are NaN in detectron2's results;
+        # the history keeps them as None so the report is strict JSON.
+        flat = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in results.get("forget", {}).items()
+            if not k.startswith(("AP-", "AP50-"))
+        }
+        self.storage.put_scalars(
+            **{f"forget/{k}": v for k, v in flat.items() if v is not None},
+            smoothing_hint=False,
+        )
+        return flat, per_class
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """``--eval-only``: AP per class and per group of ``FORGET.CLASSES``."""
+        results = {}
+        for dataset in cfg.DATASETS.TEST:
+            loader = build_detection_test_loader(cfg, dataset)
+            evaluator = ForgetCOCOEvaluator.from_config(
+                cfg, dataset, output_dir=os.path.join(cfg.OUTPUT_DIR, "inference")
+            )
+            results[dataset] = inference_on_dataset(model, loader, evaluator)
+        return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
+
+    def save_task_outputs(self, task: ForgetTask, record: dict[str, Any]) -> None:
+        """Adapter + manifest of a finished task, and the updated run report."""
+        model = _unwrap(self.model)
+        if any(True for _ in lora_layers(model)):
+            meta = {
+                "task": task.index,
+                "classes": record["classes"],
+                "data_used": self.task_data.split.stats() if self.task_data.split else None,
+                "metrics_before": record["before"],
+                "metrics_after": record["after"],
+                "summary": record.get("summary"),
+                "config_hash": config_hash(self.cfg),
+                "method": self.cfg.FORGET.METHOD,
+                "base_weights": self.cfg.MODEL.WEIGHTS,
+            }
+            path = os.path.join(self.cfg.OUTPUT_DIR, "adapters", f"task_{task.index:02d}")
+            save_adapter(model.detector, path, lora_config_from_cfg(self.cfg), metadata=meta)
+            record["adapter"] = path
+        self.write_report()
+
+    def write_report(self) -> None:
+        """``forget_report.json``: every task's classes, metrics and files."""
+        report = {
+            "config_hash": config_hash(self.cfg),
+            "method": self.cfg.FORGET.METHOD,
+            "classes": self.thing_classes,
+            "tasks": self.task_hook.history,
+        }
+        with atomic_write(os.path.join(self.cfg.OUTPUT_DIR, "forget_report.json")) as f:
+            json.dump(report, f, indent=2, default=_json_default, allow_nan=False)
+
+    def train(self):
+        super().train()
+        if comm.is_main_process():
+            self.log_history()
+            if self.cfg.FORGET.SAVE_MERGED:
+                self.save_merged()
+        return self.task_hook.history
+
+    def log_history(self) -> None:
+        """One table: AP_f, AP_r, AP_o, Drop, H-Mean before/after each task."""
+        rows = []
+        for rec in self.task_hook.history:
+            s = rec.get("summary") or {}
+            b, a = s.get("before", {}), s.get("after", {})
+            rows.append(
+                [
+                    rec["task"]["index"],
+                    ", ".join(rec["classes"]["forget"]),
+                    _fmt(b.get("forget")),
+                    _fmt(a.get("forget")),
+                    _fmt(b.get("retain")),
+                    _fmt(a.get("retain")),
+                    _fmt(a.get("old")),
+                    _fmt(s.get("drop")),
+                    _fmt(s.get("h_mean")),
+                ]
+            )
+        headers = [
+            "task",
+            "forget",
+            "AP_f before",
+            "AP_f after",
+            "AP_r before",
+            "AP_r after",
+            "AP_o after",
+            "Drop",
+            "H-Mean",
+        ]
+        logger.info("Forgetting results (COCO AP, %%):\n%s", tabulate(rows, headers, "pipe"))
+
+    def save_merged(self) -> str:
+        """``model_merged.pth`` + ``merged_config.yaml``: the plain detector, adapters merged.
+
+        The config names the wrapped detector's meta-architecture, so stock detectron2
+        (``DefaultPredictor`` after ``import det_forget`` for the backbone) loads it with
+        the same parameter count and speed as the base model.
+        """
+        model = _unwrap(self.model)
+        detector = model.detector
+        if any(True for _ in lora_layers(detector)):
+            import copy
+
+            detector = unload_adapters(copy.deepcopy(detector), merge=True)
+        out = os.path.join(self.cfg.OUTPUT_DIR, "model_merged.pth")
+        atomic_torch_save({"model": detector.state_dict(), "__author__": "det_forget"}, out)
+        merged_cfg = self.cfg.clone()
+        merged_cfg.defrost()
+        merged_cfg.MODEL.META_ARCHITECTURE = self.cfg.FORGET.DETECTOR
+        merged_cfg.MODEL.WEIGHTS = out
+        with atomic_write(os.path.join(self.cfg.OUTPUT_DIR, "merged_config.yaml")) as f:
+            f.write(merged_cfg.dump())
+        logger.info("Merged checkpoint: %s (config merged_config.yaml)", out)
+        return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _json_default(o):
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

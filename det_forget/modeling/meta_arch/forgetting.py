@@ -1,0 +1,216 @@
+"""``ForgettingDetector``: a detectron2 meta-architecture that wraps a detector for forgetting.
+
+In training it takes ``{"forget": [...], "retain": [...]}`` (two detectron2 batches) and
+returns every loss term separately (they land in ``metrics.json`` one by one):
+
+* the wrapped detector's own losses on retain images, whose forget-class boxes were
+  removed by the data views (those objects are background), each prefixed ``retain_``;
+* the forgetting term on forget-class objects: the box head classifies each forget
+  ground-truth box and a few jittered copies of it; the per-object cross-entropy goes to
+  the shared :class:`~det_forget.forgetting.ForgettingObjective` (per-class bounded loss
+  by default, ``1/CE`` for ``no_retain``, baselines);
+* group-lasso sparsity, the prototype term (GS-LoRA++), L1 on B, weight-change
+  penalties, as the method asks.
+
+In inference it is the wrapped detector. LoRA adapters are injected into the wrapped
+detector by module-name patterns from ``FORGET.LORA`` when the method uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, build_model
+from detectron2.structures import Boxes
+from torch import nn
+
+from ...config import lora_config_from_cfg
+from ...forgetting import LORA_METHODS, ForgetTask, ForgettingObjective
+from ...forgetting.losses import random_labels
+from ...lora import InjectionReport, inject_lora
+
+__all__ = ["ForgettingDetector", "FORGET_OUTPUTS", "register_forget_outputs", "jitter_boxes"]
+
+logger = logging.getLogger(__name__)
+
+#: detector class -> function(detector, batched_inputs, jitter) returning
+#: ``(logits (N, C+1), labels (N,), features (N, D))`` for forget-class objects.
+FORGET_OUTPUTS: dict[type, Callable] = {}
+
+
+def register_forget_outputs(detector_cls: type):
+    """Register how a detector family classifies ground-truth objects (decorator)."""
+
+    def deco(fn):
+        FORGET_OUTPUTS[detector_cls] = fn
+        return fn
+
+    return deco
+
+
+def jitter_boxes(boxes: torch.Tensor, copies: int, max_shift: float = 0.1) -> torch.Tensor:
+    """``boxes`` (N, 4 XYXY) followed by ``copies`` randomly shifted/scaled copies of each.
+
+    Shifts and size changes are at most ``max_shift`` of the box size, so every copy
+    still overlaps its box strongly (IoU > ~0.6), like a proposal the RPN would send.
+    """
+    if copies <= 0 or len(boxes) == 0:
+        return boxes
+    wh = (boxes[:, 2:] - boxes[:, :2]).repeat(copies, 1)
+    ctr = ((boxes[:, 2:] + boxes[:, :2]) / 2).repeat(copies, 1)
+    ctr = ctr + (torch.rand_like(ctr) * 2 - 1) * max_shift * wh
+    wh = wh * (1 + (torch.rand_like(wh) * 2 - 1) * max_shift)
+    return torch.cat([boxes, torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1)])
+
+
+@register_forget_outputs(GeneralizedRCNN)
+def rcnn_forget_outputs(detector: GeneralizedRCNN, batched_inputs, jitter: int):
+    """Box-head logits and features for every (jittered) ground-truth box."""
+    images = detector.preprocess_image(batched_inputs)
+    features = detector.backbone(images.tensor)
+    heads = detector.roi_heads
+    boxes, labels = [], []
+    for x in batched_inputs:
+        inst = x["instances"].to(detector.device)
+        b = jitter_boxes(inst.gt_boxes.tensor, jitter)
+        b = Boxes(b)
+        b.clip(inst.image_size)
+        boxes.append(b)
+        labels.append(inst.gt_classes.repeat(jitter + 1))
+    pooled = heads.box_pooler([features[f] for f in heads.box_in_features], boxes)
+    feats = heads.box_head(pooled)
+    logits, _ = heads.box_predictor(feats)
+    return logits, torch.cat(labels), feats
+
+
+@META_ARCH_REGISTRY.register()
+class ForgettingDetector(nn.Module):
+    """Wrap a detector so it can forget classes; see the module docstring.
+
+    Args:
+        detector: the detector (e.g. ``GeneralizedRCNN``); its weights load from a plain
+            checkpoint of that detector (keys without the ``detector.`` prefix).
+        objective: the method's loss terms.
+        lora_report: what :func:`inject_lora` wrapped (None for full-weight methods).
+        num_classes: foreground classes of the detector.
+        jitter_copies: jittered copies of each forget box classified per step.
+        forget_classes: contiguous ids of the classes being forgotten now.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        detector: nn.Module,
+        objective: ForgettingObjective,
+        lora_report: InjectionReport | None,
+        num_classes: int,
+        jitter_copies: int = 4,
+        forget_classes: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        fn = next((f for cls, f in FORGET_OUTPUTS.items() if isinstance(detector, cls)), None)
+        if fn is None:
+            raise ValueError(
+                f"ForgettingDetector does not know how to classify objects of a "
+                f"{type(detector).__name__}; register one with register_forget_outputs"
+            )
+        self.detector = detector
+        self.objective = objective
+        self.lora_report = lora_report
+        self.num_classes = num_classes
+        self.jitter_copies = jitter_copies
+        self._forget_outputs = fn
+        self.forget_classes = tuple(forget_classes)
+        self.prototypes: torch.Tensor | None = None
+        self.step = 0
+        # A plain detector checkpoint has no "detector." prefix; accept it as is.
+        self._register_load_state_dict_pre_hook(self._add_detector_prefix)
+
+    @classmethod
+    def from_config(cls, cfg):
+        detector_cfg = cfg.clone()
+        detector_cfg.defrost()
+        detector_cfg.MODEL.META_ARCHITECTURE = cfg.FORGET.DETECTOR
+        detector = build_model(detector_cfg)
+        report = None
+        if cfg.FORGET.METHOD in LORA_METHODS:
+            report = inject_lora(detector, lora_config_from_cfg(cfg))
+        else:
+            for p in detector.parameters():
+                p.requires_grad_(True)
+        return {
+            "detector": detector,
+            "objective": ForgettingObjective.from_config(cfg, detector),
+            "lora_report": report,
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "jitter_copies": cfg.FORGET.JITTER_COPIES,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.detector.parameters()).device
+
+    def classifier_prototypes(self) -> torch.Tensor:
+        """Rows of the box classifier weight: GS-LoRA++'s detection prototypes."""
+        return self.detector.roi_heads.box_predictor.cls_score.weight.detach().clone()
+
+    def set_task(self, task: ForgetTask, objective: ForgettingObjective | None = None) -> None:
+        """Start forgetting ``task`` (class ids are contiguous ids).
+
+        Prototypes are taken from the model as it is now (after loading weights and
+        merging earlier tasks), never from a fresh initialisation.
+        """
+        self.forget_classes = tuple(int(c) for c in task.forget)
+        if objective is not None:
+            self.objective = objective
+        self.prototypes = (
+            self.classifier_prototypes() if self.objective.method == "gs_lora_pp" else None
+        )
+
+    def _add_detector_prefix(self, state_dict, prefix, *args, **kwargs) -> None:
+        top_level = {n for n, _ in self.detector.named_children()}
+        top_level |= {n for n, _ in self.detector.named_buffers(recurse=False)}
+        top_level |= {n for n, _ in self.detector.named_parameters(recurse=False)}
+        for key in list(state_dict):
+            rest = key[len(prefix) :]
+            if key.startswith(prefix) and rest.split(".")[0] in top_level:
+                state_dict[prefix + "detector." + rest] = state_dict.pop(key)
+
+    def forward(self, batched_inputs):
+        if not self.training:
+            return self.detector(batched_inputs)
+        if not isinstance(batched_inputs, dict):
+            raise TypeError(
+                "ForgettingDetector trains on {'forget': batch, 'retain': batch}; "
+                f"got {type(batched_inputs).__name__} (use det_forget's ForgetTrainer)"
+            )
+        obj = self.objective
+        retain_losses: dict[str, torch.Tensor] = {}
+        kwargs: dict = {"step": self.step, "model": self.detector}
+        if obj.uses_retain_data:
+            retain_losses = self.detector(batched_inputs["retain"])
+            kwargs["retain_loss"] = sum(retain_losses.values())
+        if obj.uses_forget_data:
+            logits, labels, feats = self._forget_outputs(
+                self.detector, batched_inputs["forget"], self.jitter_copies
+            )
+            target = labels
+            if obj.method == "random_labels":
+                target = random_labels(labels, logits.shape[-1])
+            kwargs["forget_loss"] = F.cross_entropy(logits, target, reduction="none")
+            kwargs["forget_labels"] = labels
+            if self.prototypes is not None:
+                kwargs.update(prototypes=self.prototypes, forget_features=feats)
+        terms = obj(**kwargs)
+        self.step += 1
+        if "loss_retain" in terms:
+            # Log the detector's own terms one by one; their weighted sum is loss_retain.
+            terms.pop("loss_retain")
+            for k, v in retain_losses.items():
+                terms[f"retain_{k}"] = obj.retain_weight * v
+        return terms

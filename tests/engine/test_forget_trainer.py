@@ -1,0 +1,133 @@
+"""The forgetting trainer end to end on a tiny random model (mechanics, not quality)."""
+
+import json
+import os
+
+import pytest
+import torch
+from detection_fixtures import TINY_VAL, save_base_checkpoint, tiny_cfg
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultPredictor
+
+from det_forget.config import add_forget_config
+from det_forget.engine import ForgetTrainer, finalize_forget_config
+from det_forget.lora import read_adapter_config
+
+
+def _run(cfg, resume=False):
+    finalize_forget_config(cfg)
+    cfg.freeze()
+    trainer = ForgetTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer, trainer.train()
+
+
+@pytest.fixture
+def base_weights(tmp_path):
+    return save_base_checkpoint(tiny_cfg(tmp_path), tmp_path / "base.pth")
+
+
+def test_continual_run_writes_adapters_report_and_merged_model(tmp_path, tiny_shapes, base_weights):
+    out = tmp_path / "run"
+    cfg = tiny_cfg(
+        out,
+        **{
+            "MODEL.WEIGHTS": base_weights,
+            "FORGET.CLASSES": [],
+            "FORGET.TASKS": [["red_circle"], ["green_square", "cyan_ring"]],
+        },
+    )
+    trainer, history = _run(cfg)
+    assert cfg.SOLVER.MAX_ITER == 6
+    assert [h["classes"]["forget"] for h in history] == [
+        ["red_circle"],
+        ["green_square", "cyan_ring"],
+    ]
+    assert history[1]["classes"]["old"] == ["red_circle"]
+    assert history[1]["before"] == history[0]["after"]  # task 2 starts where task 1 ended
+    for i, h in enumerate(history):
+        doc = read_adapter_config(out / "adapters" / f"task_{i:02d}")
+        meta = doc["lora_config"]["metadata"]
+        assert meta["classes"] == h["classes"] and meta["metrics_after"] == h["after"]
+        assert meta["data_used"] and len(meta["config_hash"]) == 16
+    report = json.loads((out / "forget_report.json").read_text())
+    assert len(report["tasks"]) == 2 and "summary" in report["tasks"][0]
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    logged = set().union(*metrics)
+    assert {"loss_forget_bounded", "loss_group_lasso", "retain_loss_cls"} <= logged
+
+    # The merged checkpoint is a plain detector: stock DefaultPredictor loads it, with the
+    # base's parameter count, and detects exactly what the adapter model detects.
+    merged_cfg = get_cfg()
+    add_forget_config(merged_cfg)
+    merged_cfg.merge_from_file(str(out / "merged_config.yaml"))
+    merged_cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    predictor = DefaultPredictor(merged_cfg)
+    base_params = sum(v.numel() for v in torch.load(base_weights)["model"].values())
+    assert sum(p.numel() for p in predictor.model.state_dict().values()) == base_params
+    import numpy as np
+    from PIL import Image
+
+    d = DatasetCatalog.get(TINY_VAL)[0]
+    image = np.asarray(Image.open(d["file_name"]).convert("RGB"))
+    merged = predictor(image[:, :, ::-1])["instances"]  # DefaultPredictor takes BGR
+    adapter_model = trainer.model.eval()
+    adapter_model.detector.roi_heads.box_predictor.test_score_thresh = 0.0
+    with torch.no_grad():
+        x = torch.as_tensor(image.transpose(2, 0, 1).copy())
+        ref = adapter_model([{"image": x, "height": 64, "width": 64}])[0]["instances"]
+    assert len(merged) == len(ref) > 0
+    torch.testing.assert_close(merged.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
+
+
+def test_resume_continues_from_checkpoint(tmp_path, tiny_shapes, base_weights):
+    out = tmp_path / "run"
+    kw = {"MODEL.WEIGHTS": base_weights, "FORGET.MAX_ITER": 4, "SOLVER.CHECKPOINT_PERIOD": 2}
+    cfg = tiny_cfg(
+        out, **{**kw, "FORGET.CLASSES": [], "FORGET.TASKS": [["red_circle"], ["cyan_ring"]]}
+    )
+    _run(cfg)
+    full = json.loads((out / "forget_report.json").read_text())
+    # Pretend the run was killed after iteration 6 (task 2 half done): resume from there.
+    (out / "last_checkpoint").write_text("model_0000005.pth")
+    os.remove(out / "forget_report.json")
+    cfg2 = tiny_cfg(
+        out, **{**kw, "FORGET.CLASSES": [], "FORGET.TASKS": [["red_circle"], ["cyan_ring"]]}
+    )
+    trainer, history = _run(cfg2, resume=True)
+    assert trainer.start_iter == 6
+    assert len(history) == 2
+    assert history[0] == json.loads(json.dumps(full["tasks"][0]))  # task 1 from the checkpoint
+
+
+def test_bad_inputs_fail_clearly(tmp_path, tiny_shapes, base_weights):
+    with pytest.raises(ValueError, match="unknown class 'zebra'"):
+        finalize_forget_config(tiny_cfg(tmp_path, **{"FORGET.CLASSES": ["zebra"]}))
+    with pytest.raises(ValueError, match="empty forget set"):
+        finalize_forget_config(tiny_cfg(tmp_path, **{"FORGET.CLASSES": []}))
+    every = [
+        "red_circle",
+        "green_square",
+        "blue_triangle",
+        "yellow_star",
+        "magenta_cross",
+        "cyan_ring",
+        "orange_diamond",
+        "purple_hexagon",
+        "white_bar",
+        "brown_arrow",
+    ]
+    with pytest.raises(ValueError, match="forget every class"):
+        finalize_forget_config(tiny_cfg(tmp_path, **{"FORGET.CLASSES": every}))
+
+
+def test_nan_loss_stops_without_touching_outputs(tmp_path, tiny_shapes, base_weights):
+    out = tmp_path / "run"
+    cfg = tiny_cfg(
+        out, **{"MODEL.WEIGHTS": base_weights, "FORGET.LOSS.FORGET_WEIGHT": float("nan")}
+    )
+    with pytest.raises(FloatingPointError, match="'loss_forget_bounded' is nan at step 0"):
+        _run(cfg)
+    assert not (out / "model_merged.pth").exists()
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]

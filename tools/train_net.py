@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Train or forget with detectron2 conventions.
+
+    python tools/train_net.py --config-file configs/coco_forget.yaml [--num-gpus N]
+        [--eval-only] [--resume] [KEY VALUE ...]
+
+With ``MODEL.META_ARCHITECTURE: ForgettingDetector`` it runs forgetting (one task or a
+continual sequence) and reports AP on forgotten vs retained classes; with any other
+meta-architecture it trains that detector (how the embedded base model is built).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import detectron2.utils.comm as comm  # noqa: E402
+import torch  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+
+import det_forget  # noqa: E402,F401  (registers components and the embedded datasets)
+from det_forget.config import add_forget_config  # noqa: E402
+from det_forget.engine import DetectionTrainer  # noqa: E402
+
+logger = logging.getLogger("det_forget.train_net")
+
+
+def setup(args):
+    """Config from file + command-line overrides, frozen, with detectron2's default setup."""
+    cfg = get_cfg()
+    add_forget_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on the CPU (MODEL.DEVICE cpu)")
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.META_ARCHITECTURE == "ForgettingDetector":
+        from det_forget.engine import finalize_forget_config
+
+        finalize_forget_config(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if cfg.MODEL.META_ARCHITECTURE == "ForgettingDetector":
+        from det_forget.engine import ForgetTrainer as Trainer
+    else:
+        Trainer = DetectionTrainer
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        Trainer.build_checkpointer(model, cfg).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
