@@ -43,6 +43,21 @@ else
     --target "$SITE" "sal-detectron2==0.7.2"
 fi
 
+# Fashion-MNIST (classification benchmarks and tests) comes from Debian's package; with
+# internet, torchvision can download it instead (see README).
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ -z "${DET_FORGET_FASHION_MNIST:-}" ] && [ ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] Fashion-MNIST (Debian package dataset-fashion-mnist)"
+    apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || {
+      apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    }
+  else
+    echo "[setup] WARNING: Fashion-MNIST not found; run 'sudo apt-get install dataset-fashion-mnist'" \
+      "or set DET_FORGET_FASHION_MNIST to a folder with its IDX .gz files" >&2
+  fi
+fi
+
 echo "[setup] det_forget and its tools"
 "${PIP[@]}" install -e ".[dev,gui]"
 

@@ -3,8 +3,13 @@
 from .base_trainer import DetectionTrainer, build_optimizer
 from .forget_data import TaskDataLoader, tasks_from_config, thing_classes_of
 from .forget_trainer import ForgetTaskHook, ForgetTrainer, config_hash, finalize_forget_config
+from .job import ForgetJob, JobCancelled, JobProgress, JobResult
 
 __all__ = [
+    "ForgetJob",
+    "JobCancelled",
+    "JobProgress",
+    "JobResult",
     "DetectionTrainer",
     "build_optimizer",
     "TaskDataLoader",

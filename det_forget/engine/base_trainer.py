@@ -17,9 +17,12 @@ import os
 import weakref
 
 import torch
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, SimpleTrainer, create_ddp_model
+from detectron2.engine.train_loop import AMPTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator
 from detectron2.solver.build import maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import ForgetCheckpointer
 
@@ -50,7 +53,34 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 class DetectionTrainer(DefaultTrainer):
-    """``DefaultTrainer`` + det_forget's optimizer, atomic/strict checkpoints, COCO eval."""
+    """``DefaultTrainer`` + det_forget's optimizer, atomic/strict checkpoints, COCO eval.
+
+    The constructor follows ``DefaultTrainer.__init__`` step by step with two changes:
+    data-parallel training also works on CPU processes (gloo; detectron2 always passes
+    CUDA ``device_ids``), and the checkpointer is :class:`ForgetCheckpointer`.
+    """
+
+    #: Base training may start from a checkpoint of another class count (fine-tuning).
+    strict_checkpoint = False
+
+    def __init__(self, cfg) -> None:
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        ddp_kwargs = {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = self.build_checkpointer(model, cfg, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -67,14 +97,3 @@ class DetectionTrainer(DefaultTrainer):
         return ForgetCheckpointer(
             model, cfg.OUTPUT_DIR, strict=cls.strict_checkpoint, **checkpointables
         )
-
-    def build_hooks(self):
-        # DefaultTrainer made a plain DetectionCheckpointer; swap in the atomic one before
-        # the PeriodicCheckpointer hook captures it.
-        self.checkpointer = self.build_checkpointer(
-            self._trainer.model, self.cfg, trainer=weakref.proxy(self)
-        )
-        return super().build_hooks()
-
-    #: Base training may start from a checkpoint of another class count (fine-tuning).
-    strict_checkpoint = False

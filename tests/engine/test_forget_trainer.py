@@ -131,3 +131,30 @@ def test_nan_loss_stops_without_touching_outputs(tmp_path, tiny_shapes, base_wei
         _run(cfg)
     assert not (out / "model_merged.pth").exists()
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_job_reports_progress_and_cancel_keeps_caller_model(tmp_path, tiny_shapes, base_weights):
+    from detectron2.modeling import build_model
+
+    from det_forget.checkpoint import ForgetCheckpointer
+    from det_forget.engine import ForgetJob, JobCancelled
+
+    cfg = tiny_cfg(tmp_path / "run", **{"MODEL.WEIGHTS": base_weights, "FORGET.MAX_ITER": 4})
+    held = build_model(cfg)
+    ForgetCheckpointer(held).load(base_weights)
+    snapshot = {k: v.clone() for k, v in held.state_dict().items()}
+    seen = []
+    job = ForgetJob(cfg)
+
+    def on_progress(p):
+        seen.append(p)
+        if p.iteration == 2:
+            job.cancel()
+
+    job.on_progress = on_progress
+    with pytest.raises(JobCancelled, match="iteration 2"):
+        job.run()
+    assert [p.iteration for p in seen] == [1, 2]
+    assert seen[0].max_iter == 4 and seen[0].num_tasks == 1 and "total_loss" in seen[0].losses
+    assert all(torch.equal(v, held.state_dict()[k]) for k, v in snapshot.items())
+    assert not (tmp_path / "run" / "model_merged.pth").exists()

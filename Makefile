@@ -1,0 +1,23 @@
+# The two fresh-machine commands are `make demo` (the main job on the embedded default)
+# and `make test` (the whole suite). Both run `make setup` first, which is fast once done.
+PY := .venv/bin/python
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup demo test lint format gui screenshot
+
+setup:
+	bash scripts/setup_env.sh
+
+demo: setup
+	$(PY) tools/train_net.py --config-file configs/coco_forget.yaml
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
