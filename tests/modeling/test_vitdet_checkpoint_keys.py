@@ -1,0 +1,45 @@
+"""A ViTDet model-zoo checkpoint loads into configs/vitdet_b_coco_forget.yaml by key name.
+
+The reference is detectron2's own ViTDet LazyConfig model (common/models/mask_rcnn_vitdet.py):
+its state dict is what the model zoo's ViTDet-B checkpoints hold. Its tensors are
+random here (nothing is downloaded); names, shapes and a strict load are what is checked.
+"""
+
+import os
+
+import torch
+from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.modeling import build_model
+from detection_fixtures import REPO
+
+from det_forget.checkpoint import ForgetCheckpointer
+from det_forget.config import add_forget_config
+from det_forget.lora import lora_layers
+
+
+def test_vitdet_b_checkpoint_names_and_shapes_match(tmp_path):
+    zoo = os.path.join(
+        os.path.dirname(__import__("detectron2").__file__),
+        "model_zoo/configs/common/models/mask_rcnn_vitdet.py",
+    )
+    ref = instantiate(LazyConfig.load(zoo).model)
+    ref_state = ref.state_dict()
+    del ref
+
+    cfg = get_cfg()
+    add_forget_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "vitdet_b_coco_forget.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    ours = build_model(cfg)
+    assert len(list(lora_layers(ours))) == 24  # fc1/fc2 of all 12 blocks
+    # The checkpoint as the model zoo would ship it: the reference's names and shapes.
+    ckpt = {k: v for k, v in ref_state.items() if not k.startswith("roi_heads.mask_head")}
+    path = tmp_path / "vitdet_b.pth"
+    torch.save({"model": ckpt}, path)
+    ForgetCheckpointer(ours).load(str(path))  # strict: raises on any missing/mis-shaped key
+    w = ours.detector.backbone.net.blocks[2].attn.rel_pos_h
+    assert torch.equal(w, ckpt["backbone.net.blocks.2.attn.rel_pos_h"])
+    fc1 = ours.detector.backbone.net.blocks[11].mlp.fc1.base_layer.weight
+    assert torch.equal(fc1, ckpt["backbone.net.blocks.11.mlp.fc1.weight"])
+    head = ours.detector.roi_heads.box_head.conv4.weight
+    assert torch.equal(head, ckpt["roi_heads.box_head.conv4.weight"])
