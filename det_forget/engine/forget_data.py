@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import torch
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+from detectron2.data.samplers import TrainingSampler
 
 from ..data.forget_retain import ForgetRetainSplit, build_forget_retain_split, resolve_classes
 from ..forgetting import ForgetTask, build_tasks
@@ -85,10 +87,20 @@ class TaskDataLoader:
         self.use_retain = use_retain
         self.split: ForgetRetainSplit | None = None
         self._version = 0
+        self._skip = 0
         self._loaders: dict[str, object] = {}
 
-    def set_task(self, task: ForgetTask) -> ForgetRetainSplit:
-        """Build the views and loaders of ``task``; the running iterator switches over."""
+    def set_task(
+        self, task: ForgetTask, skip_batches: int = 0, seed: int | None = None
+    ) -> ForgetRetainSplit:
+        """Build the views and loaders of ``task``; the running iterator switches over.
+
+        Args:
+            task: the task.
+            skip_batches: batches of this task already trained on (a resumed run): both
+                loaders start after them, so the run sees the data it would have seen.
+            seed: shuffling seed of the loaders (None: detectron2's shared random seed).
+        """
         f = self.cfg.FORGET
         self.split = build_forget_retain_split(
             list(self.cfg.DATASETS.TRAIN),
@@ -101,15 +113,21 @@ class TaskDataLoader:
         )
         mapper = DatasetMapper(self.cfg, is_train=True)
         self._loaders = {}
-        for side, dicts, wanted in (
-            ("forget", self.split.forget_dicts, self.use_forget),
-            ("retain", self.split.retain_dicts, self.use_retain),
+        for offset, (side, dicts, wanted) in enumerate(
+            (
+                ("forget", self.split.forget_dicts, self.use_forget),
+                ("retain", self.split.retain_dicts, self.use_retain),
+            )
         ):
             if wanted:
+                sampler = TrainingSampler(
+                    len(dicts), seed=None if seed is None else seed + 7919 * task.index + offset
+                )
                 self._loaders[side] = build_detection_train_loader(
                     self.cfg,
                     dataset=dicts,
                     mapper=mapper,
+                    sampler=sampler,
                     total_batch_size=self.cfg.SOLVER.IMS_PER_BATCH,
                 )
         stats = self.split.stats()
@@ -120,6 +138,7 @@ class TaskDataLoader:
             len(self.split.retain_dicts),
         )
         logger.debug("task data statistics: %s", stats)
+        self._skip = skip_batches
         self._version += 1
         return self.split
 
@@ -130,5 +149,11 @@ class TaskDataLoader:
                 if not self._loaders:
                     raise RuntimeError("TaskDataLoader: set_task() was never called")
                 version = self._version
-                iters = {side: iter(loader) for side, loader in self._loaders.items()}
+                # Starting a DataLoader iterator draws from torch's global RNG; keep that
+                # out of the training randomness so a resumed run matches a full one.
+                with torch.random.fork_rng(devices=[]):
+                    iters = {side: iter(loader) for side, loader in self._loaders.items()}
+                    for _ in range(self._skip):
+                        for it in iters.values():
+                            next(it)
             yield {side: next(it) for side, it in iters.items()}

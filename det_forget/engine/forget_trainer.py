@@ -77,14 +77,19 @@ class ForgetTaskHook(HookBase):
         self.history: list[dict[str, Any]] = []
         self.before: dict[str, Any] | None = None
         self.current: int | None = None
+        # Every iteration reseeds torch's RNG from (run seed, iteration), so box jitter and
+        # RoI sampling do not depend on how much randomness earlier steps consumed: a
+        # resumed run repeats exactly the steps an uninterrupted one would take.
+        self.seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
 
     # -- state carried in checkpoints (TrainerBase.state_dict collects it) --
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "before": self.before}
+        return {"history": self.history, "before": self.before, "seed": self.seed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.history = list(state.get("history", []))
         self.before = state.get("before")
+        self.seed = int(state.get("seed", self.seed))
 
     def task_of(self, iteration: int) -> int:
         return min(iteration // self.per_task, len(self.tasks) - 1)
@@ -94,7 +99,7 @@ class ForgetTaskHook(HookBase):
         index = self.task_of(start)
         if self.before is None or start == 0:
             self.before = self._initial_before()
-        self._start_task(index)
+        self._start_task(index, skip_batches=start - index * self.per_task)
 
     def _initial_before(self) -> dict[str, Any] | None:
         setting = self.cfg.FORGET.EVAL_BEFORE
@@ -107,14 +112,15 @@ class ForgetTaskHook(HookBase):
         logger.info("Evaluating the model before forgetting ...")
         return self.trainer.evaluate_task(self.tasks[0], before=None)[1]
 
-    def _start_task(self, index: int) -> None:
+    def _start_task(self, index: int, skip_batches: int = 0) -> None:
         task = self.tasks[index]
         self.current = index
         model = _unwrap(self.trainer.model)
-        self.data.set_task(task)
+        self.data.set_task(task, skip_batches=skip_batches, seed=self.seed)
         model.set_task(task, objective=self.trainer.build_objective(model, task))
 
     def before_step(self) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + self.trainer.iter + comm.get_rank())
         _unwrap(self.trainer.model).step = self.trainer.iter - self.current * self.per_task
 
     def after_step(self) -> None:

@@ -89,6 +89,9 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_shapes, base_weights):
     )
     _run(cfg)
     full = json.loads((out / "forget_report.json").read_text())
+    from safetensors.torch import load_file
+
+    full_adapter = load_file(str(out / "adapters" / "task_01" / "adapter_model.safetensors"))
     # Pretend the run was killed after iteration 6 (task 2 half done): resume from there.
     (out / "last_checkpoint").write_text("model_0000005.pth")
     os.remove(out / "forget_report.json")
@@ -99,6 +102,13 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_shapes, base_weights):
     assert trainer.start_iter == 6
     assert len(history) == 2
     assert history[0] == json.loads(json.dumps(full["tasks"][0]))  # task 1 from the checkpoint
+    # Same data, same per-iteration randomness: the resumed run ends where the full one did.
+    assert history[1]["after"] == full["tasks"][1]["after"]
+    resumed_adapter = load_file(str(out / "adapters" / "task_01" / "adapter_model.safetensors"))
+    assert any(torch.count_nonzero(v) for k, v in full_adapter.items() if ".lora_B." in k)
+    assert all(torch.equal(full_adapter[k], resumed_adapter[k]) for k in full_adapter)
+    final = json.loads((out / "forget_report.json").read_text())
+    assert final["tasks"][1]["results"] == full["tasks"][1]["results"]
 
 
 def test_bad_inputs_fail_clearly(tmp_path, tiny_shapes, base_weights):
