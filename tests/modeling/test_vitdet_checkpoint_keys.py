@@ -8,9 +8,9 @@ random here (nothing is downloaded); names, shapes and a strict load are what is
 import os
 
 import torch
+from detection_fixtures import REPO
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_model
-from detection_fixtures import REPO
 
 from det_forget.checkpoint import ForgetCheckpointer
 from det_forget.config import add_forget_config
