@@ -50,6 +50,9 @@ def add_forget_config(cfg: CN) -> CN:
     * ``FORGET.LOSS.PER_CLASS``: bound each forget class separately (default) instead
       of the batch mean (reference).
     * ``FORGET.LOSS.RETAIN_WEIGHT``: weight of the retain loss.
+    * ``FORGET.LOSS.BACKGROUND_WEIGHT``: detection: weight of a cross-entropy sending
+      forget-class boxes to the background class, so a forgotten object becomes background
+      instead of a similar kept class (0 disables; the embedded config uses 1).
     * ``FORGET.SPARSITY.ALPHA``: alpha_s of the group lasso; ``WARMUP_ITERS`` steps with
       alpha_s = 0 first; ``GROUPS``: "block" | "module" | "matrix"; ``BLOCK_REGEX``:
       extracts a block name from a layer name; ``ZERO_REL_THRESHOLD``: a group is zero
@@ -72,7 +75,8 @@ def add_forget_config(cfg: CN) -> CN:
     * ``FORGET.OPTIMIZER``: "AdamW" (default) or "SGD" (detectron2's), used by
       det_forget's trainers for forgetting and for training base detectors.
     * ``FORGET.EVAL_BEFORE``: detection: evaluate the model before forgetting (for Drop
-      and H-Mean); a path to an earlier ``forget_report.json`` reuses its numbers.
+      and H-Mean). ``FORGET.BEFORE_REPORT``: instead, reuse the per-class AP of an earlier
+      ``forget_report.json`` (an evaluator report) of the same model.
 
     When ``cfg`` has a ``MODEL`` node (a detectron2 config), ``MODEL.VIT.*`` is added too:
     the shape of :func:`det_forget.modeling.backbone.build_vit_sfp_backbone`'s ViT and
@@ -106,6 +110,7 @@ def add_forget_config(cfg: CN) -> CN:
     f.DETECTOR = "GeneralizedRCNN"
     f.JITTER_COPIES = 4
     f.EVAL_BEFORE = True
+    f.BEFORE_REPORT = ""
     f.OPTIMIZER = "AdamW"
 
     f.LORA = CN()
@@ -123,6 +128,7 @@ def add_forget_config(cfg: CN) -> CN:
     f.LOSS.CE_WEIGHT = 1.0
     f.LOSS.PER_CLASS = True
     f.LOSS.RETAIN_WEIGHT = 1.0
+    f.LOSS.BACKGROUND_WEIGHT = 0.0
 
     f.SPARSITY = CN()
     f.SPARSITY.ALPHA = 1e-4

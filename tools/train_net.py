@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import det_forget  # noqa: E402,F401  (registers components and the embedded datasets)
 from det_forget.config import add_forget_config  # noqa: E402
@@ -45,6 +46,7 @@ def setup(args):
         finalize_forget_config(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="det_forget")
     return cfg
 
 

@@ -101,13 +101,10 @@ class ForgetTaskHook(HookBase):
             self.before = self._initial_before()
         self._start_task(index, skip_batches=start - index * self.per_task)
 
-    def _initial_before(self) -> dict[str, Any] | None:
-        setting = self.cfg.FORGET.EVAL_BEFORE
-        if isinstance(setting, str) and setting:
-            with open(setting) as f:
-                report = json.load(f)
-            return {r["class"]: r.get("AP") for r in report["bbox"]["per_class"]}
-        if not setting:
+    def _initial_before(self) -> Any:
+        if self.cfg.FORGET.BEFORE_REPORT:
+            return self.cfg.FORGET.BEFORE_REPORT  # ForgetCOCOEvaluator reads the report
+        if not self.cfg.FORGET.EVAL_BEFORE:
             return None
         logger.info("Evaluating the model before forgetting ...")
         return self.trainer.evaluate_task(self.tasks[0], before=None)[1]
@@ -142,8 +139,8 @@ class ForgetTaskHook(HookBase):
             names = self.trainer.thing_classes
             groups = task.groups()
             record["summary"] = forgetting_summary(
-                self.before,
-                after,
+                _ap_only(self.before),
+                _ap_only(after),
                 type(groups)(**{g: [names[c] for c in v] for g, v in groups.as_dict().items()}),
             )
         self.history.append(record)
@@ -199,6 +196,10 @@ class ForgetTrainer(DetectionTrainer):
 
     def build_hooks(self):
         hook_list = super().build_hooks()
+        if self.cfg.TEST.EVAL_PERIOD <= 0:
+            # Tasks are evaluated at their boundaries; detectron2's EvalHook would add one
+            # more evaluation at the end without the "before" numbers.
+            hook_list = [h for h in hook_list if not isinstance(h, hooks.EvalHook)]
         self.task_hook = ForgetTaskHook(self.cfg, self.tasks, self.task_data)
         at = next(i for i, h in enumerate(hook_list) if isinstance(h, hooks.LRScheduler)) + 1
         hook_list.insert(at, self.task_hook)
@@ -229,7 +230,8 @@ class ForgetTrainer(DetectionTrainer):
         """COCO AP with the task's groups on ``DATASETS.TEST[0]``.
 
         Returns:
-            ``(flat results, {class name: AP})``; empty on non-main processes.
+            ``(flat results, {class name: {"AP": .., "AP50": ..}})``; empty on non-main
+            processes.
         """
         dataset = self.cfg.DATASETS.TEST[0]
         # The loader first: it materialises lazily generated datasets (their json file)
@@ -244,7 +246,7 @@ class ForgetTrainer(DetectionTrainer):
         results = inference_on_dataset(self.model, loader, evaluator)
         if not comm.is_main_process():
             return {}, {}
-        per_class = {k: v["AP"] for k, v in evaluator.last_per_class["bbox"].items()}
+        per_class = evaluator.last_per_class["bbox"]
         # Undefined group means (no class in the group) are NaN in detectron2's results;
         # the history keeps them as None so the report is strict JSON.
         flat = {
@@ -364,6 +366,11 @@ class ForgetTrainer(DetectionTrainer):
             f.write(merged_cfg.dump())
         logger.info("Merged checkpoint: %s (config merged_config.yaml)", out)
         return out
+
+
+def _ap_only(per_class: Mapping[str, Any]) -> dict[str, float]:
+    """``{class: AP}`` from ``{class: {"AP": .., "AP50": ..}}`` (undefined APs left out)."""
+    return {k: v["AP"] for k, v in per_class.items() if v.get("AP") is not None}
 
 
 def _fmt(v) -> str:

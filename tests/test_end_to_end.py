@@ -1,0 +1,83 @@
+"""The README's main job, configs/coco_forget.yaml, on the shipped embedded model.
+
+Few iterations and a 40-image slice of the val set keep it to about a minute; the full
+run's numbers are measured by `make demo` and reported in the README.
+"""
+
+import json
+import os
+
+import pytest
+from detection_fixtures import REPO
+from detectron2.data import DatasetCatalog
+
+from det_forget.data.forget_retain import register_view
+from det_forget.engine import ForgetTrainer, finalize_forget_config
+from det_forget.lora import read_adapter_config
+
+WEIGHTS = os.path.join(REPO, "det_forget", "model_zoo", "shapes_vit_tiny_frcnn.pth")
+
+
+def test_embedded_config_forgets_and_keeps_the_rest(tmp_path):
+    from detectron2.config import get_cfg
+
+    from det_forget.config import add_forget_config
+
+    register_view(
+        "shapes_val_first40",
+        lambda: DatasetCatalog.get("shapes_val")[:40],
+        "shapes_val",
+        overwrite=True,
+    )
+    cfg = get_cfg()
+    add_forget_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "coco_forget.yaml"))
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WEIGHTS",
+            WEIGHTS,
+            "DATASETS.TEST",
+            ("shapes_val_first40",),
+            "FORGET.MAX_ITER",
+            60,
+            "SOLVER.IMS_PER_BATCH",
+            4,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "SEED",
+            0,
+            "OUTPUT_DIR",
+            str(tmp_path),
+        ]
+    )
+    finalize_forget_config(cfg)
+    cfg.freeze()
+    trainer = ForgetTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    (record,) = trainer.train()
+    s = record["summary"]
+    assert s["before"]["forget"] > 50 and s["before"]["retain"] > 50  # the shipped model works
+    assert s["after"]["forget"] < s["before"]["forget"] / 3, s
+    assert s["after"]["retain"] > s["before"]["retain"] - 10, s
+    assert s["h_mean"] > 40
+    meta = read_adapter_config(tmp_path / "adapters" / "task_00")["lora_config"]["metadata"]
+    assert meta["classes"]["forget"] == ["blue_triangle", "cyan_ring"]
+    assert json.loads((tmp_path / "forget_report.json").read_text())["tasks"][0]["summary"] == s
+    assert (tmp_path / "model_merged.pth").is_file()
+
+
+@pytest.mark.parametrize("name", ["coco_forget.yaml", "coco_forget_continual.yaml"])
+def test_shipped_configs_resolve(name):
+    from detectron2.config import get_cfg
+
+    from det_forget.config import add_forget_config
+    from det_forget.engine import tasks_from_config
+
+    cfg = get_cfg()
+    add_forget_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", name))
+    tasks = tasks_from_config(cfg)
+    assert all(len(t.forget) == 2 for t in tasks)
+    assert os.path.isfile(os.path.join(REPO, cfg.MODEL.WEIGHTS))
