@@ -50,9 +50,6 @@ def add_forget_config(cfg: CN) -> CN:
     * ``FORGET.LOSS.PER_CLASS``: bound each forget class separately (default) instead
       of the batch mean (reference).
     * ``FORGET.LOSS.RETAIN_WEIGHT``: weight of the retain loss.
-    * ``FORGET.LOSS.BACKGROUND_WEIGHT``: detection: weight of a cross-entropy sending
-      forget-class boxes to the background class, so a forgotten object becomes background
-      instead of a similar kept class (0 disables; the embedded config uses 1).
     * ``FORGET.SPARSITY.ALPHA``: alpha_s of the group lasso; ``WARMUP_ITERS`` steps with
       alpha_s = 0 first; ``GROUPS``: "block" | "module" | "matrix"; ``BLOCK_REGEX``:
       extracts a block name from a layer name; ``ZERO_REL_THRESHOLD``: a group is zero
@@ -128,7 +125,6 @@ def add_forget_config(cfg: CN) -> CN:
     f.LOSS.CE_WEIGHT = 1.0
     f.LOSS.PER_CLASS = True
     f.LOSS.RETAIN_WEIGHT = 1.0
-    f.LOSS.BACKGROUND_WEIGHT = 0.0
 
     f.SPARSITY = CN()
     f.SPARSITY.ALPHA = 1e-4

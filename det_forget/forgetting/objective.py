@@ -58,12 +58,6 @@ class ForgettingObjective:
         reciprocal_eps: guard of ``1 / CE``.
         baseline_l1 / baseline_l2 / baseline_ewc: weights of weight-change penalties.
         anchor: reference weights for those penalties.
-        background_weight: detection only: weight of the cross-entropy that sends
-            forget-class boxes to the background class (``loss_forget_background``),
-            added to every method that has a forget term when ``background_loss`` is
-            given. Maximising the forget CE alone can move a forgotten object into a
-            similar kept class (a false positive there); in a detector it should become
-            background.
     """
 
     method: str = "gs_lora"
@@ -83,7 +77,6 @@ class ForgettingObjective:
     baseline_l2: float = 1.0
     baseline_ewc: float = 100.0
     anchor: WeightAnchor | None = None
-    background_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_TERMS:
@@ -135,7 +128,6 @@ class ForgettingObjective:
             baseline_l2=f.BASELINE.L2_WEIGHT,
             baseline_ewc=f.BASELINE.EWC_WEIGHT,
             anchor=anchor,
-            background_weight=f.LOSS.BACKGROUND_WEIGHT,
         )
 
     @property
@@ -161,7 +153,6 @@ class ForgettingObjective:
         forget_features: torch.Tensor | None = None,
         retain_features: torch.Tensor | None = None,
         retain_labels: torch.Tensor | None = None,
-        background_loss: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The method's loss terms, already weighted; ``sum(terms.values())`` is the total.
 
@@ -178,8 +169,6 @@ class ForgettingObjective:
             forget_features: features of forget samples for GS-LoRA++.
             retain_features: features of retain samples for GS-LoRA++.
             retain_labels: their classes.
-            background_loss: per-sample CE of forget samples against the background
-                class (detection); weighted by ``background_weight``.
 
         Returns:
             ``{term name: weighted scalar}`` with the names in :data:`METHOD_TERMS`.
@@ -230,10 +219,6 @@ class ForgettingObjective:
                 terms[name] = self.baseline_l2 * self.anchor.l2()  # type: ignore[union-attr]
             elif name == "loss_weight_ewc":
                 terms[name] = self.baseline_ewc * self.anchor.ewc()  # type: ignore[union-attr]
-        if background_loss is not None and self.background_weight > 0 and self.uses_forget_data:
-            terms["loss_forget_background"] = self.background_weight * (
-                background_loss.mean() if background_loss.numel() else background_loss.sum()
-            )
         for name, value in terms.items():
             if not torch.isfinite(value).all():
                 raise FloatingPointError(

@@ -36,14 +36,23 @@ def test_bad_scale_factor_is_named(tmp_path):
         build_backbone(cfg)
 
 
-def test_lora_only_on_backbone_ffn_and_only_lora_trainable(tmp_path):
+def test_lora_on_vit_and_box_head_ffns_and_only_lora_trainable(tmp_path):
     model = build_model(tiny_cfg(tmp_path))
     assert isinstance(model, ForgettingDetector)
     names = [n for n, _ in lora_layers(model)]
-    assert names == [f"detector.backbone.net.blocks.{b}.mlp.fc{i}" for b in (0, 1) for i in (1, 2)]
+    assert names == [
+        f"detector.backbone.net.blocks.{b}.mlp.fc{i}" for b in (0, 1) for i in (1, 2)
+    ] + ["detector.roi_heads.box_head.fc1", "detector.roi_heads.box_head.fc2"]
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_" in n for n in trainable)
-    assert isinstance(model.detector.roi_heads.box_head.fc1, torch.nn.Linear)  # not wrapped
+    assert not isinstance(model.detector.backbone.net.blocks[0].attn.qkv, LoraLinear)
+    groups = [g.name for g in model.objective.groups]  # one group a block, box head apart
+    assert groups == [
+        "backbone.net.blocks.0",
+        "backbone.net.blocks.1",
+        "roi_heads.box_head.fc1",
+        "roi_heads.box_head.fc2",
+    ]
 
 
 def test_no_retain_puts_adapters_on_qkv(tmp_path):

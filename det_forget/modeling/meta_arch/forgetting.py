@@ -204,9 +204,6 @@ class ForgettingDetector(nn.Module):
                 target = random_labels(labels, logits.shape[-1])
             kwargs["forget_loss"] = F.cross_entropy(logits, target, reduction="none")
             kwargs["forget_labels"] = labels
-            # The last logit is detectron2's background class.
-            background = torch.full_like(labels, logits.shape[-1] - 1)
-            kwargs["background_loss"] = F.cross_entropy(logits, background, reduction="none")
             if self.prototypes is not None:
                 kwargs.update(prototypes=self.prototypes, forget_features=feats)
         terms = obj(**kwargs)
