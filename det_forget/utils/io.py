@@ -18,6 +18,18 @@ from typing import Any
 __all__ = ["atomic_write", "atomic_directory", "atomic_torch_save"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, base: int) -> None:
+    # mkstemp/mkdtemp create private (0600/0700) entries; a saved adapter or checkpoint
+    # should get the permissions any normally created file would.
+    os.chmod(path, base & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file next to ``path`` and move it onto ``path`` on success.
@@ -40,6 +52,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _default_mode(Path(tmp), 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -73,6 +86,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _default_mode(tmp, 0o777)
     backup = None
     if path.exists():
         backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

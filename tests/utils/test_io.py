@@ -33,3 +33,16 @@ def test_atomic_directory(tmp_path):
         (d / "y").write_text("3")
     assert sorted(os.listdir(target)) == ["y"]
     assert os.listdir(tmp_path) == ["adapter"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "f") as f:
+            f.write("x")
+        with atomic_directory(tmp_path / "d") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
