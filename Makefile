@@ -21,3 +21,10 @@ lint: setup
 format: setup
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
+
+gui: setup
+	$(PY) -m gui --demo
+
+# A real window under Xvfb (needs Debian's xvfb and Qt's xcb libraries, see docs/gui.md).
+screenshot: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) tools/gui_screenshot.py

@@ -18,28 +18,20 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import detectron2.utils.comm as comm  # noqa: E402
-import torch  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import det_forget  # noqa: E402,F401  (registers components and the embedded datasets)
-from det_forget.config import add_forget_config  # noqa: E402
 from det_forget.engine import DetectionTrainer  # noqa: E402
+from det_forget.engine.inference import build_config  # noqa: E402
 
 logger = logging.getLogger("det_forget.train_net")
 
 
 def setup(args):
     """Config from file + command-line overrides, frozen, with detectron2's default setup."""
-    cfg = get_cfg()
-    add_forget_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("CUDA is not available: running on the CPU (MODEL.DEVICE cpu)")
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = build_config(args.config_file, args.opts)  # MODEL.DEVICE cpu without CUDA
     if cfg.MODEL.META_ARCHITECTURE == "ForgettingDetector":
         from det_forget.engine import finalize_forget_config
 

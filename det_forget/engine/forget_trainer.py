@@ -35,10 +35,11 @@ from ..config import lora_config_from_cfg
 from ..evaluation.coco_forget import ForgetCOCOEvaluator
 from ..evaluation.metrics import forgetting_summary
 from ..forgetting import ForgetTask, ForgettingObjective, WeightAnchor, estimate_fisher
-from ..lora import lora_layers, merge_and_reset_adapters, save_adapter, unload_adapters
-from ..utils.io import atomic_torch_save, atomic_write
+from ..lora import lora_layers, merge_and_reset_adapters, save_adapter
+from ..utils.io import atomic_write
 from .base_trainer import DetectionTrainer
 from .forget_data import TaskDataLoader, tasks_from_config, thing_classes_of
+from .inference import detector_config, save_merged_checkpoint
 
 __all__ = ["ForgetTrainer", "ForgetTaskHook", "finalize_forget_config", "config_hash"]
 
@@ -350,17 +351,9 @@ class ForgetTrainer(DetectionTrainer):
         (``DefaultPredictor`` after ``import det_forget`` for the backbone) loads it with
         the same parameter count and speed as the base model.
         """
-        model = _unwrap(self.model)
-        detector = model.detector
-        if any(True for _ in lora_layers(detector)):
-            import copy
-
-            detector = unload_adapters(copy.deepcopy(detector), merge=True)
         out = os.path.join(self.cfg.OUTPUT_DIR, "model_merged.pth")
-        atomic_torch_save({"model": detector.state_dict(), "__author__": "det_forget"}, out)
-        merged_cfg = self.cfg.clone()
-        merged_cfg.defrost()
-        merged_cfg.MODEL.META_ARCHITECTURE = self.cfg.FORGET.DETECTOR
+        save_merged_checkpoint(_unwrap(self.model), out)
+        merged_cfg = detector_config(self.cfg)
         merged_cfg.MODEL.WEIGHTS = out
         with atomic_write(os.path.join(self.cfg.OUTPUT_DIR, "merged_config.yaml")) as f:
             f.write(merged_cfg.dump())

@@ -388,8 +388,8 @@ class ForgetRecord:
     Attributes:
         task: task index.
         classes: class names per group (``forget``, ``retain``, ``old``, ``missing``).
-        before: per-class AP before the task (``None`` when not evaluated).
-        after: per-class AP after the task.
+        before: per-class COCO AP (%) before the task (``None`` when not evaluated).
+        after: per-class COCO AP (%) after the task.
         summary: group means, Drop and H-Mean (``forgetting_summary``), or ``None``.
         adapter: the adapter folder, when it exists.
         date: when the task's files were written (file modification time).
@@ -422,6 +422,25 @@ def _adapter_dir(recorded: str | None, run_dir: Path | None, index: int) -> str 
     return None
 
 
+def _ap_by_class(value: Any, class_names: Sequence[str]) -> dict[str, float | None] | None:
+    """Per-class AP of a history entry.
+
+    Entries are ``{class: {"AP": .., "AP50": ..}}`` (what the trainer records), plain
+    ``{class: AP}`` (older runs), or the path of a report given as ``FORGET.BEFORE_REPORT``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str | os.PathLike):
+        from ..evaluation.coco_forget import load_before
+
+        try:
+            return dict(load_before(value, list(class_names))[0])
+        except (OSError, ValueError) as e:
+            logger.warning("cannot read the 'before' scores %s: %s", value, e)
+            return None
+    return {str(k): (v.get("AP") if isinstance(v, dict) else v) for k, v in dict(value).items()}
+
+
 def records_from_history(
     history: Sequence[dict[str, Any]], run_dir: str | os.PathLike | None = None
 ) -> list[ForgetRecord]:
@@ -440,12 +459,14 @@ def records_from_history(
         date = _mtime(Path(adapter) / "adapter_config.json" if adapter else None)
         if date is None and root is not None:
             date = _mtime(root / "forget_report.json")
+        classes = {k: list(v) for k, v in rec.get("classes", {}).items()}
+        names = [n for group in classes.values() for n in group]
         records.append(
             ForgetRecord(
                 task=index,
-                classes={k: list(v) for k, v in rec.get("classes", {}).items()},
-                before=rec.get("before"),
-                after=rec.get("after"),
+                classes=classes,
+                before=_ap_by_class(rec.get("before"), names),
+                after=_ap_by_class(rec.get("after"), names),
                 summary=rec.get("summary"),
                 adapter=adapter,
                 date=date,
@@ -456,11 +477,13 @@ def records_from_history(
 
 def _record_from_manifest(directory: Path) -> ForgetRecord:
     meta = read_adapter_config(directory)["lora_config"].get("metadata", {})
+    classes = {k: list(v) for k, v in (meta.get("classes") or {}).items()}
+    names = [n for group in classes.values() for n in group]
     return ForgetRecord(
         task=int(meta.get("task", 0)),
-        classes={k: list(v) for k, v in (meta.get("classes") or {}).items()},
-        before=meta.get("metrics_before"),
-        after=meta.get("metrics_after"),
+        classes=classes,
+        before=_ap_by_class(meta.get("metrics_before"), names),
+        after=_ap_by_class(meta.get("metrics_after"), names),
         summary=meta.get("summary"),
         adapter=str(directory),
         date=_mtime(directory / "adapter_config.json"),

@@ -31,7 +31,9 @@ def test_vitdet_b_checkpoint_names_and_shapes_match(tmp_path):
     cfg.merge_from_file(os.path.join(REPO, "configs", "vitdet_b_coco_forget.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     ours = build_model(cfg)
-    assert len(list(lora_layers(ours))) == 24  # fc1/fc2 of all 12 blocks
+    names = [n for n, _ in lora_layers(ours)]
+    # fc1/fc2 of all 12 blocks, and the 4conv1fc box head's single fc1
+    assert len(names) == 25 and names[-1] == "detector.roi_heads.box_head.fc1"
     # The checkpoint as the model zoo would ship it: the reference's names and shapes.
     ckpt = {k: v for k, v in ref_state.items() if not k.startswith("roi_heads.mask_head")}
     path = tmp_path / "vitdet_b.pth"

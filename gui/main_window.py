@@ -1,0 +1,934 @@
+"""The main window: loading, browsing, forgetting and comparing, wired together.
+
+Slow work never runs on the GUI thread: loading models and datasets, detecting and
+evaluating go to a :class:`~gui.workers.TaskRunner` (one background thread, so the held
+models are never used by two threads at once), and the forgetting job to a
+:class:`~gui.workers.ForgetWorker` in its own ``QThread``. Every error ends in
+:meth:`MainWindow.show_error`, which emits ``error_shown(title, message)`` and opens a
+non-blocking message box.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from det_forget.checkpoint import CheckpointMismatchError
+from det_forget.engine import JobProgress, JobResult
+from det_forget.engine.inference import (
+    Detections,
+    ForgetRecord,
+    build_config,
+    evaluate_per_class_ap,
+    export_directory,
+    export_file,
+    forgetting_config,
+    list_images,
+    load_detector,
+    read_forget_history,
+    records_from_history,
+    save_merged_checkpoint,
+)
+from det_forget.lora import AdapterMismatchError, disabled_adapters
+from det_forget.utils.io import atomic_write
+
+from .colors import class_color
+from .log_handler import QtLogHandler, attach_log_handler, detach_log_handler
+from .models import ImageEntry
+from .session import SOURCE_BASE, ModelSession
+from .views import BoxSpec, CategoryPanel, CompareView, ForgetPanel, ImagePanel, ModelPanel
+from .views.load_dialog import LoadModelDialog
+from .workers import ForgetWorker, TaskRunner
+
+__all__ = ["MainWindow", "DISPLAY_FILTERS", "REPO_ROOT", "default_demo_paths"]
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Which detections the views show: every class, forgotten classes only, retained only.
+DISPLAY_FILTERS = ("all", "forgotten", "retained")
+
+
+def default_demo_paths() -> tuple[str, str]:
+    """``(config, checkpoint)`` of the embedded demo.
+
+    ``DET_FORGET_DEMO_CONFIG`` / ``DET_FORGET_DEMO_WEIGHTS`` override them.
+    """
+    config = os.environ.get(
+        "DET_FORGET_DEMO_CONFIG", str(REPO_ROOT / "configs" / "coco_forget.yaml")
+    )
+    weights = os.environ.get(
+        "DET_FORGET_DEMO_WEIGHTS",
+        str(REPO_ROOT / "det_forget" / "model_zoo" / "shapes_vit_tiny_frcnn.pth"),
+    )
+    return config, weights
+
+
+def _resolve(path: str, root: Path = REPO_ROOT) -> str:
+    """A relative path as given if it exists from here, else relative to the repository."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    candidate = root / path
+    return str(candidate) if candidate.exists() else path
+
+
+class MainWindow(QMainWindow):
+    """The det_forget desktop app.
+
+    Args:
+        demo_config: config of "Load demo model" (default: ``configs/coco_forget.yaml``).
+        demo_weights: checkpoint of the demo (default: the model zoo's shapes detector).
+        output_root: parent folder of the forgetting jobs' output folders.
+        error_dialogs: open a message box for each error (tests may turn it off and
+            listen to ``error_shown``).
+    """
+
+    error_shown = Signal(str, str)
+    model_loaded = Signal()
+    images_loaded = Signal(int)
+    detections_updated = Signal()
+    history_loaded = Signal(int)
+    job_started = Signal(object)  # the job's config
+    job_progress = Signal(object)  # JobProgress
+    job_finished = Signal(object)  # JobResult
+    job_cancelled = Signal(str)
+    job_failed = Signal(str)
+    evaluated = Signal(object)  # {class: AP}
+    results_saved = Signal(str)
+
+    def __init__(
+        self,
+        *,
+        demo_config: str | None = None,
+        demo_weights: str | None = None,
+        output_root: str = "output/gui",
+        error_dialogs: bool = True,
+    ) -> None:
+        super().__init__()
+        default_config, default_weights = default_demo_paths()
+        self.demo_config = demo_config or default_config
+        self.demo_weights = demo_weights or default_weights
+        self.output_root = output_root
+        self.error_dialogs = error_dialogs
+        self.session: ModelSession | None = None
+        self.runner = TaskRunner(self)
+        self.runner.pending_changed.connect(self._on_pending)
+        self._job_thread: QThread | None = None
+        self._job_worker: ForgetWorker | None = None
+        self._job_cfg: Any = None
+        self._current: ImageEntry | None = None
+        self._pending: set[tuple[int, str, str]] = set()
+        self._pixmap: QPixmap | None = None
+        self._error_box: QMessageBox | None = None
+        self.score_threshold = 0.5
+        self.display_filter = "all"
+
+        self.setWindowTitle("det_forget — forget classes of a detector")
+        self._build_widgets()
+        self._build_actions()
+        self._log_handler = QtLogHandler()
+        self._log_handler.emitter.message.connect(self.forget_panel.append_log)
+        self._log_levels = attach_log_handler(self._log_handler)
+        self._update_enabled()
+        self.statusBar().showMessage("Load a model to start (File ▸ Load demo model).")
+
+    # ------------------------------------------------------------------ layout
+    def _build_widgets(self) -> None:
+        self.image_panel = ImagePanel()
+        self.category_panel = CategoryPanel()
+        self.model_panel = ModelPanel()
+        self.left_tabs = QTabWidget()
+        self.left_tabs.addTab(self.image_panel, "Images")
+        self.left_tabs.addTab(self.category_panel, "Categories")
+        self.left_tabs.addTab(self.model_panel, "Model")
+
+        self.compare = CompareView()
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(5, 100)
+        self.threshold_slider.setValue(round(self.score_threshold * 100))
+        self.threshold_slider.setToolTip("Score threshold: filters the cached detections")
+        self.threshold_label = QLabel()
+        self.filter_combo = QComboBox()
+        self.filter_combo.addItems(
+            ["All classes (A)", "Forgotten classes only (F)", "Retained classes only (R)"]
+        )
+        self.fit_button = QPushButton("Fit")
+        self.fit_button.setToolTip("Fit the image in both views (or double-click a view)")
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Score ≥"))
+        bar.addWidget(self.threshold_slider, 2)
+        bar.addWidget(self.threshold_label)
+        bar.addSpacing(12)
+        bar.addWidget(self.filter_combo)
+        bar.addWidget(self.fit_button)
+        center = QWidget()
+        column = QVBoxLayout(center)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addWidget(self.compare, 1)
+        column.addLayout(bar)
+
+        self.forget_panel = ForgetPanel()
+        splitter = QSplitter()
+        splitter.addWidget(self.left_tabs)
+        splitter.addWidget(center)
+        splitter.addWidget(self.forget_panel)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 0)
+        splitter.setSizes([330, 740, 430])
+        self.setCentralWidget(splitter)
+        self.resize(QSize(1500, 900))
+
+        self.threshold_slider.valueChanged.connect(lambda v: self.set_score_threshold(v / 100.0))
+        self.filter_combo.currentIndexChanged.connect(
+            lambda i: self.set_display_filter(DISPLAY_FILTERS[i])
+        )
+        self.fit_button.clicked.connect(self.compare.fit)
+        self.image_panel.current_changed.connect(self._show_entry)
+        self.image_panel.dataset_requested.connect(self.open_dataset)
+        self.image_panel.folder_requested.connect(self._open_folder_dialog)
+        self.model_panel.record_selected.connect(self._show_record)
+        self.model_panel.open_run_requested.connect(self._open_run_dialog)
+        self.forget_panel.forget_requested.connect(self.start_forget)
+        self.forget_panel.cancel_requested.connect(self.cancel_forget)
+        self.category_panel.model.dataChanged.connect(lambda *_: self._redraw())
+        self._update_threshold_label()
+        self.compare.before.set_placeholder("Load a model and images")
+        self.compare.after.set_placeholder("Run Forget to see the model after forgetting")
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut is not None:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        if tip:
+            action.setStatusTip(tip)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self.demo_action = self._action(
+            "Load &demo model",
+            self.load_demo,
+            "Ctrl+D",
+            "The tiny ViT Faster R-CNN on the synthetic shapes dataset",
+        )
+        self.open_model_action = self._action("&Open model…", self._open_model_dialog, "Ctrl+O")
+        self.open_run_action = self._action("Open run &history…", self._open_run_dialog)
+        self.open_folder_action = self._action("Open image &folder…", self._open_folder_dialog)
+        self.save_action = self._action(
+            "&Save results…",
+            self._save_dialog,
+            "Ctrl+S",
+            "Adapter, merged checkpoint, report JSON and a PNG of the comparison",
+        )
+        self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
+        self.next_action = self._action("Next image", self.image_panel.next, ["N", "PgDown"])
+        self.prev_action = self._action("Previous image", self.image_panel.previous, ["P", "PgUp"])
+        self.fit_action = self._action("Fit image", self.compare.fit, "Ctrl+0")
+        self.filter_actions = QActionGroup(self)
+        for i, (name, key) in enumerate(zip(DISPLAY_FILTERS, ("A", "F", "R"))):
+            action = self._action(
+                self.filter_combo.itemText(i).rsplit(" (", 1)[0],
+                functools.partial(self.set_display_filter, name),
+                key,
+            )
+            action.setCheckable(True)
+            action.setChecked(name == "all")
+            self.filter_actions.addAction(action)
+        self.forget_action = self._action("&Forget checked classes", self.start_forget, "Ctrl+R")
+        self.cancel_action = self._action("&Cancel forgetting", self.cancel_forget, "Ctrl+.")
+        self.evaluate_action = self._action(
+            "&Evaluate AP before forgetting",
+            self.evaluate_before,
+            tip="COCO AP per class of the before model on the config's test dataset",
+        )
+
+        menu = self.menuBar().addMenu("&File")
+        for a in (
+            self.demo_action,
+            self.open_model_action,
+            self.open_run_action,
+            self.open_folder_action,
+            self.save_action,
+        ):
+            menu.addAction(a)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        menu = self.menuBar().addMenu("&View")
+        for a in (self.prev_action, self.next_action, self.fit_action):
+            menu.addAction(a)
+        menu.addSeparator()
+        for a in self.filter_actions.actions():
+            menu.addAction(a)
+        menu = self.menuBar().addMenu("F&orget")
+        for a in (self.forget_action, self.cancel_action, self.evaluate_action):
+            menu.addAction(a)
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        for a in (
+            self.demo_action,
+            self.open_model_action,
+            self.open_folder_action,
+            self.open_run_action,
+            self.evaluate_action,
+            self.save_action,
+        ):
+            toolbar.addAction(a)
+
+    # ------------------------------------------------------------------ errors
+    def show_error(self, title: str, message: str) -> None:
+        """Tell the user what went wrong: ``error_shown`` then a non-blocking message box."""
+        logger.warning("%s: %s", title, message)
+        self.error_shown.emit(title, message)
+        self.statusBar().showMessage(f"{title}: {message.splitlines()[0]}", 10000)
+        if not self.error_dialogs:
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self._error_box = box
+
+    def _task_error(self, title: str, error: BaseException, tb: str = "") -> None:
+        if tb:
+            logger.debug("%s", tb)
+        message = str(error) or type(error).__name__
+        if isinstance(error, FileNotFoundError | NotADirectoryError):
+            title = f"{title}: file not found"
+        elif isinstance(error, CheckpointMismatchError):
+            title = f"{title}: wrong checkpoint"
+        elif isinstance(error, AdapterMismatchError):
+            title = f"{title}: adapter does not fit"
+        self.show_error(title, message)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def job_running(self) -> bool:
+        return self._job_thread is not None
+
+    def _update_enabled(self) -> None:
+        running = self.job_running
+        has_model = self.session is not None
+        for a in (self.demo_action, self.open_model_action, self.open_run_action):
+            a.setEnabled(not running)
+        self.forget_action.setEnabled(has_model and not running)
+        self.cancel_action.setEnabled(running)
+        self.evaluate_action.setEnabled(has_model and not running)
+        self.save_action.setEnabled(
+            not running and self.session is not None and self.session.result is not None
+        )
+        self.model_panel.open_run.setEnabled(not running)
+        self.category_panel.set_locked(running)
+        self.forget_panel.set_running(running)
+        self.forget_panel.forget_button.setEnabled(has_model and not running)
+
+    @Slot(int)
+    def _on_pending(self, count: int) -> None:
+        if count:
+            self.statusBar().showMessage(f"Working … ({count} task(s) queued)")
+        else:
+            self.statusBar().clearMessage()
+
+    # ------------------------------------------------------------------ loading
+    def load_demo(self) -> None:
+        """Load the embedded demo model (and its validation images)."""
+        if not os.path.isfile(self.demo_weights):
+            self.show_error(
+                "Demo model missing",
+                f"The demo checkpoint {self.demo_weights} does not exist. Train it with\n"
+                "python tools/train_net.py --config-file configs/base/shapes_vit_tiny_frcnn.yaml",
+            )
+            return
+        self.load_model(self.demo_config, self.demo_weights)
+
+    def load_model(
+        self, config_file: str, weights: str | None = None, adapters: list[str] | tuple = ()
+    ) -> None:
+        """Load a config + checkpoint (+ adapters) in the background; ``model_loaded`` follows.
+
+        Errors (missing or unreadable files, a checkpoint of another architecture, an
+        adapter for another model) are shown with :meth:`show_error`.
+        """
+        if self.job_running:
+            self.show_error("Busy", "A forgetting job is running; cancel it first.")
+            return
+
+        def work():
+            cfg = build_config(config_file)
+            cfg.MODEL.WEIGHTS = _resolve(weights or cfg.MODEL.WEIGHTS)
+            loaded = load_detector(cfg, cfg.MODEL.WEIGHTS, adapters)
+            records = []
+            for a in adapters:
+                records += read_forget_history(a)
+            return cfg, loaded, records
+
+        self.statusBar().showMessage(f"Loading {config_file} …")
+        self.runner.submit(
+            work,
+            functools.partial(self._on_model_loaded, config_file),
+            lambda e, tb: self._task_error("Cannot load the model", e, tb),
+        )
+
+    def _on_model_loaded(self, config_file: str, payload) -> None:
+        cfg, loaded, records = payload
+        job_cfg = forgetting_config(cfg)
+        job_cfg.MODEL.WEIGHTS = loaded.weights
+        self.session = ModelSession(config_file, job_cfg, loaded)
+        self.session.records = list(records)
+        self.category_panel.model.set_classes(loaded.class_names)
+        self.model_panel.show_model(config_file, loaded)
+        self.model_panel.set_history(records)
+        self._show_record(records[-1] if records else None)
+        self.forget_panel.set_defaults(job_cfg, self.output_root)
+        names = self._dataset_names(cfg)
+        self.image_panel.set_dataset_names(
+            names, cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
+        )
+        self._update_enabled()
+        self.statusBar().showMessage(
+            f"Loaded {os.path.basename(loaded.weights)}: {len(loaded.class_names)} classes, "
+            f"{len(loaded.adapter_layers)} adapter layers",
+            8000,
+        )
+        self.model_loaded.emit()
+        if self.image_panel.model.rowCount() == 0 and cfg.DATASETS.TEST:
+            self.open_dataset(cfg.DATASETS.TEST[0])
+        else:
+            self._show_entry(self._current)
+
+    @staticmethod
+    def _dataset_names(cfg) -> list[str]:
+        from detectron2.data import DatasetCatalog
+
+        first = [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN]
+        rest = sorted(n for n in DatasetCatalog.list() if n not in first)
+        return list(dict.fromkeys(first)) + rest
+
+    def _open_model_dialog(self) -> None:
+        dialog = LoadModelDialog(self, self.demo_config, self.demo_weights)
+        if dialog.exec() == LoadModelDialog.DialogCode.Accepted:
+            config, weights, adapters = dialog.values()
+            self.load_model(config, weights or None, adapters)
+
+    # ------------------------------------------------------------------ history
+    def open_run(self, path: str) -> None:
+        """Show the forgetting history of a run folder, report or adapter folder."""
+        try:
+            records = read_forget_history(path)
+        except (OSError, ValueError) as e:
+            self._task_error("Cannot read the forgetting history", e)
+            return
+        if self.session is not None:
+            self.session.records = records
+        self.model_panel.set_history(records)
+        self._show_record(records[-1] if records else None)
+        self.history_loaded.emit(len(records))
+
+    def _open_run_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Run folder (OUTPUT_DIR)", self.output_root)
+        if path:
+            self.open_run(path)
+
+    @Slot(object)
+    def _show_record(self, record: ForgetRecord | None) -> None:
+        self.forget_panel.ap_model.set_record(record)
+        if record is not None:
+            self.category_panel.model.set_ap(before=record.before or {}, after=record.after or {})
+
+    # ------------------------------------------------------------------ images
+    def open_dataset(self, name: str) -> None:
+        """List the images of a registered detectron2 dataset (in the background)."""
+        from detectron2.data import DatasetCatalog
+
+        if name not in DatasetCatalog.list():
+            self.show_error(
+                "No images",
+                f"{name!r} is not a registered dataset. Registered datasets include: "
+                + ", ".join(sorted(DatasetCatalog.list())[:12])
+                + " …",
+            )
+            return
+
+        def work():
+            return [
+                ImageEntry(d["file_name"], tuple(d.get("annotations", ())))
+                for d in DatasetCatalog.get(name)
+            ]
+
+        self.runner.submit(
+            work,
+            functools.partial(self._set_images, f"dataset {name}"),
+            lambda e, tb: self._task_error(f"Cannot read dataset {name}", e, tb),
+        )
+
+    def open_folder(self, folder: str) -> None:
+        """List the image files of ``folder``."""
+        try:
+            files = list_images(folder)
+        except OSError as e:
+            self._task_error("No images", e)
+            return
+        self._set_images(f"folder {folder}", [ImageEntry(f) for f in files])
+
+    def _open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Image folder")
+        if folder:
+            self.open_folder(folder)
+
+    def _set_images(self, source: str, entries: list[ImageEntry]) -> None:
+        if not entries:
+            self.show_error("No images", f"No images found in {source}.")
+            return
+        self.image_panel.set_entries(entries, source)
+        self.left_tabs.setCurrentWidget(self.image_panel)
+        self.images_loaded.emit(len(entries))
+
+    # ------------------------------------------------------------------ detections
+    @Slot(object)
+    def _show_entry(self, entry: ImageEntry | None) -> None:
+        self._current = entry
+        if entry is None:
+            return
+        pixmap = QPixmap(entry.path)
+        if pixmap.isNull():
+            self.show_error("Cannot read image", f"{entry.path} is not an image Qt can read.")
+            return
+        self._pixmap = pixmap
+        self._request_detections()
+        self._redraw(new_image=True)
+
+    def _sources(self) -> tuple[str | None, str | None]:
+        if self.session is None:
+            return None, None
+        return self.session.before_source(), self.session.after_source()
+
+    def _request_detections(self) -> None:
+        session, entry = self.session, self._current
+        if session is None or entry is None:
+            return
+        for source in self._sources():
+            if source is None or session.cached(source, entry.path) is not None:
+                continue
+            key = (id(session), source, entry.path)
+            if key in self._pending:
+                continue
+            self._pending.add(key)
+            self.runner.submit(
+                functools.partial(session.predict, source, entry.path),
+                functools.partial(self._on_detections, key),
+                functools.partial(self._on_detection_error, key),
+            )
+
+    def _on_detections(self, key, detections: Detections) -> None:
+        self._pending.discard(key)
+        if self.session is not None and key[0] == id(self.session):
+            if self._current is not None and key[2] == self._current.path:
+                self._redraw()
+
+    def _on_detection_error(self, key, error: BaseException, tb: str) -> None:
+        self._pending.discard(key)
+        self._task_error(f"Cannot run the model on {os.path.basename(key[2])}", error, tb)
+
+    def forgotten_ids(self) -> list[int]:
+        """Ids of the forgotten classes (the last job's, else the checked ones)."""
+        if self.session is None:
+            return []
+        names = self.session.result_forget_classes() or self.category_panel.model.checked_names()
+        return [self.session.class_names.index(n) for n in names if n in self.session.class_names]
+
+    def _visible_ids(self) -> list[int] | None:
+        if self.display_filter == "all" or self.session is None:
+            return None
+        forgotten = set(self.forgotten_ids())
+        if self.display_filter == "forgotten":
+            return sorted(forgotten)
+        return [i for i in range(len(self.session.class_names)) if i not in forgotten]
+
+    def _boxes(self, detections: Detections) -> list[BoxSpec]:
+        names = self.session.class_names if self.session else []
+        shown = detections.filter(self.score_threshold, self._visible_ids())
+        return [
+            BoxSpec(
+                *map(float, box),
+                f"{names[c] if c < len(names) else c} {s:.2f}",
+                class_color(int(c), names[c] if c < len(names) else None),
+            )
+            for box, s, c in zip(shown.boxes, shown.scores, shown.classes)
+        ]
+
+    def _redraw(self, new_image: bool = False) -> None:
+        """Draw the current image and its cached detections (never runs a model)."""
+        entry, session = self._current, self.session
+        if entry is None or self._pixmap is None:
+            return
+        before_src, after_src = self._sources()
+        titles = []
+        for view, source, label in (
+            (self.compare.before, before_src, "Before"),
+            (self.compare.after, after_src, "After"),
+        ):
+            if source is None and view is self.compare.after:
+                if view.has_image() or not view.placeholder_text:
+                    view.set_placeholder("Run Forget to see the model after forgetting")
+                titles.append(f"<b>{label}</b> — no forgetting result yet")
+                continue
+            if new_image or not view.has_image():
+                view.set_image(self._pixmap)
+            dets = session.cached(source, entry.path) if session and source else None
+            if dets is None:
+                view.set_boxes([])
+                state = "detecting …" if session else "no model loaded"
+            else:
+                boxes = self._boxes(dets)
+                view.set_boxes(boxes)
+                state = f"{len(boxes)} boxes"
+            desc = session.describe(source) if session else ""
+            titles.append(f"<b>{label}</b> — " + " · ".join(x for x in (desc, state) if x))
+        self.compare.set_titles(*titles)
+        if new_image:
+            self.compare.image_changed()
+        if session is not None and all(
+            s is None or session.cached(s, entry.path) is not None for s in (before_src, after_src)
+        ):
+            self.detections_updated.emit()
+
+    def set_score_threshold(self, value: float) -> None:
+        """Filter the cached detections at ``value`` (the slider calls this)."""
+        self.score_threshold = float(value)
+        slider_value = round(self.score_threshold * 100)
+        if self.threshold_slider.value() != slider_value:
+            self.threshold_slider.setValue(slider_value)
+        self._update_threshold_label()
+        self._redraw()
+
+    def _update_threshold_label(self) -> None:
+        self.threshold_label.setText(f"{self.score_threshold:.2f}")
+
+    def set_display_filter(self, name: str) -> None:
+        """``"all"``, ``"forgotten"`` or ``"retained"`` classes in both views."""
+        if name not in DISPLAY_FILTERS:
+            raise ValueError(f"display filter must be one of {DISPLAY_FILTERS}, got {name!r}")
+        self.display_filter = name
+        i = DISPLAY_FILTERS.index(name)
+        if self.filter_combo.currentIndex() != i:
+            self.filter_combo.setCurrentIndex(i)
+        self.filter_actions.actions()[i].setChecked(True)
+        self._redraw()
+
+    # ------------------------------------------------------------------ forgetting
+    def select_categories(self, names: list[str]) -> None:
+        """Check exactly ``names`` in the category list."""
+        self.category_panel.model.clear_checks()
+        self.category_panel.model.set_checked(names)
+
+    def _job_output_dir(self, names: list[str]) -> str:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9_]+", "-", "_".join(names))[:40]
+        root = self.forget_panel.output_dir.text().strip() or self.output_root
+        path = Path(root) / f"forget_{stamp}_{slug}"
+        n = 1
+        while path.exists():
+            path = Path(root) / f"forget_{stamp}_{slug}_{n}"
+            n += 1
+        return str(path)
+
+    def job_config(self, names: list[str], weights: str | None = None) -> Any:
+        """The forgetting config of a job on ``names`` with the panel's settings.
+
+        Raises:
+            ValueError: a setting or an extra option is not valid.
+        """
+        cfg = self.session.cfg.clone()
+        cfg.defrost()
+        cfg.merge_from_list(
+            [
+                "FORGET.CLASSES",
+                list(names),
+                "FORGET.TASKS",
+                [],
+                "FORGET.TASK_SIZES",
+                [],
+                "MODEL.WEIGHTS",
+                weights or self.session.loaded.weights,
+                "OUTPUT_DIR",
+                self._job_output_dir(names),
+                # Forked loader workers and a Qt process do not mix well; the data is small.
+                "DATALOADER.NUM_WORKERS",
+                0,
+            ]
+        )
+        try:
+            cfg.merge_from_list(self.forget_panel.options())
+        except (KeyError, AssertionError, ValueError) as e:
+            raise ValueError(f"invalid forgetting settings: {e}") from e
+        return cfg
+
+    def start_forget(self) -> None:
+        """Forget the checked classes in a worker thread (``job_started`` … ``job_finished``)."""
+        if self.job_running:
+            return
+        if self.session is None:
+            self.show_error("No model", "Load a model first (File ▸ Load demo model).")
+            return
+        names = self.category_panel.model.checked_names()
+        if not names:
+            self.show_error(
+                "Nothing selected", "Check at least one category to forget (Categories tab)."
+            )
+            return
+        if len(names) == len(self.session.class_names):
+            self.show_error("Nothing left", "Every class is checked; keep at least one.")
+            return
+        try:
+            cfg = self.job_config(names)
+        except ValueError as e:
+            self.show_error("Invalid settings", str(e))
+            return
+        session = self.session
+        if session.has_adapters:
+            # The job builds its model from a checkpoint: continue from the loaded
+            # adapters by starting from them merged into a plain checkpoint.
+            start = os.path.join(cfg.OUTPUT_DIR, "start_model_merged.pth")
+            cfg.MODEL.WEIGHTS = start
+            self.runner.submit(
+                functools.partial(save_merged_checkpoint, session.loaded.model, start),
+                lambda _: self._launch(cfg),
+                lambda e, tb: self._task_error("Cannot prepare the start model", e, tb),
+            )
+        else:
+            self._launch(cfg)
+
+    def _launch(self, cfg) -> None:
+        thread = QThread(self)
+        thread.setObjectName("det_forget-job")
+        worker = ForgetWorker(cfg)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.progress.connect(self._on_job_progress)
+        worker.finished.connect(self._on_job_finished)
+        worker.cancelled.connect(self._on_job_cancelled)
+        worker.failed.connect(self._on_job_failed)
+        worker.done.connect(thread.quit)
+        thread.finished.connect(self._on_job_thread_finished)
+        self._job_thread, self._job_worker, self._job_cfg = thread, worker, cfg
+        self._update_enabled()
+        self.forget_panel.log.clear()
+        logger.info("Forgetting %s -> %s", list(cfg.FORGET.CLASSES), cfg.OUTPUT_DIR)
+        thread.start()
+        self.job_started.emit(cfg)
+
+    def cancel_forget(self) -> None:
+        """Stop the running job at its next step; the loaded model is not touched."""
+        if self._job_worker is not None:
+            self._job_worker.cancel()
+            self.forget_panel.show_state("cancelling at the next step …")
+
+    @Slot(object)
+    def _on_job_progress(self, progress: JobProgress) -> None:
+        self.forget_panel.show_progress(progress)
+        self.job_progress.emit(progress)
+
+    @Slot(object)
+    def _on_job_finished(self, result: JobResult) -> None:
+        records = records_from_history(result.history, result.output_dir)
+        self.session.set_result(result, self._job_cfg, records)
+        self.model_panel.set_history(self.session.records)
+        self.model_panel.set_adapter_layers(self.session.result_adapter_layers())
+        self._show_record(records[-1] if records else None)
+        last = records[-1] if records else None
+        h_mean = (last.summary or {}).get("h_mean") if last else None
+        self.forget_panel.progress.setToolTip(result.output_dir)
+        self.forget_panel.show_state(
+            f"done: {os.path.basename(os.path.normpath(result.output_dir))}",
+            f"finished {len(records)} task(s)"
+            + ("" if h_mean is None else f"  ·  H-Mean {h_mean:.1f}"),
+        )
+        self.forget_panel.progress.setValue(self.forget_panel.progress.maximum())
+        self.forget_panel.tabs.setCurrentIndex(0)
+        self.set_display_filter(self.display_filter)
+        self._request_detections()
+        self._redraw(new_image=True)
+        self.job_finished.emit(result)
+
+    @Slot(str)
+    def _on_job_cancelled(self, message: str) -> None:
+        self.forget_panel.show_state(
+            f"cancelled ({message})", "cancelled: the loaded model is unchanged"
+        )
+        self.job_cancelled.emit(message)
+
+    @Slot(str, str)
+    def _on_job_failed(self, message: str, tb: str) -> None:
+        self.forget_panel.append_log(tb)
+        self.forget_panel.show_state("failed", message.splitlines()[0])
+        self.show_error("Forgetting failed", message)
+        self.job_failed.emit(message)
+
+    @Slot()
+    def _on_job_thread_finished(self) -> None:
+        thread, self._job_thread, self._job_worker = self._job_thread, None, None
+        if thread is not None:
+            thread.deleteLater()
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_before(self) -> None:
+        """COCO AP per class of the before model on ``DATASETS.TEST[0]`` (background)."""
+        session = self.session
+        if session is None:
+            self.show_error("No model", "Load a model first.")
+            return
+        if not len(session.cfg.DATASETS.TEST):
+            self.show_error("No dataset", "The config has no DATASETS.TEST to evaluate on.")
+            return
+        dataset = session.cfg.DATASETS.TEST[0]
+
+        cfg = session.loaded.cfg.clone()
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = 0  # no forked loader workers from a Qt process
+
+        def work():
+            model = session.loaded.model
+            if session.before_source() == SOURCE_BASE and session.has_adapters:
+                with disabled_adapters(model):
+                    return evaluate_per_class_ap(cfg, model, dataset)
+            return evaluate_per_class_ap(cfg, model, dataset)
+
+        self.statusBar().showMessage(f"Evaluating on {dataset} …")
+        self.runner.submit(
+            work,
+            self._on_evaluated,
+            lambda e, tb: self._task_error(f"Cannot evaluate on {dataset}", e, tb),
+        )
+
+    def _on_evaluated(self, per_class: dict) -> None:
+        self.category_panel.model.set_ap(before=per_class)
+        self.left_tabs.setCurrentWidget(self.category_panel)
+        self.evaluated.emit(per_class)
+
+    # ------------------------------------------------------------------ saving
+    def _save_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save results into")
+        if folder:
+            self.save_results(folder)
+
+    def comparison_png(self) -> bytes:
+        """The compare view as PNG bytes."""
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        self.compare.grab().save(buffer, "PNG")
+        buffer.close()
+        return bytes(data.data())
+
+    def save_results(self, folder: str) -> list[str]:
+        """Write the last job's adapters, merged checkpoint, reports and comparison PNG.
+
+        Every file is written atomically (``det_forget.utils.io``).
+
+        Returns:
+            The paths written.
+        """
+        session = self.session
+        if session is None or session.result is None:
+            self.show_error("Nothing to save", "Run a forgetting job first.")
+            return []
+        run = Path(session.result.output_dir)
+        out = Path(folder)
+        written: list[str] = []
+        try:
+            for rec in records_from_history(session.result.history, run):
+                if rec.adapter:
+                    dst = out / "adapters" / os.path.basename(rec.adapter)
+                    written.append(export_directory(rec.adapter, dst))
+            for name in ("model_merged.pth", "merged_config.yaml", "forget_report.json"):
+                if (run / name).is_file():
+                    written.append(export_file(run / name, out / name))
+            with atomic_write(out / "comparison.png", "wb") as f:
+                f.write(self.comparison_png())
+            written.append(str(out / "comparison.png"))
+            with atomic_write(out / "comparison.json") as f:
+                json.dump(self._comparison_summary(), f, indent=2)
+            written.append(str(out / "comparison.json"))
+        except OSError as e:
+            self._task_error("Cannot save the results", e)
+            return written
+        self.statusBar().showMessage(f"Saved {len(written)} items to {folder}", 8000)
+        self.results_saved.emit(str(folder))
+        return written
+
+    def _comparison_summary(self) -> dict[str, Any]:
+        """What the comparison PNG shows, as data."""
+        session, entry = self.session, self._current
+        sides = {}
+        for side, source in zip(("before", "after"), self._sources()):
+            dets = session.cached(source, entry.path) if source and entry else None
+            if dets is None:
+                continue
+            shown = dets.filter(self.score_threshold, self._visible_ids())
+            sides[side] = {
+                "model": session.describe(source),
+                "detections": [
+                    {
+                        "class": session.class_names[int(c)],
+                        "score": round(float(s), 4),
+                        "box_xyxy": [round(float(v), 1) for v in b],
+                    }
+                    for b, s, c in zip(shown.boxes, shown.scores, shown.classes)
+                ],
+            }
+        last = session.records[-1] if session.records else None
+        return {
+            "image": entry.path if entry else None,
+            "score_threshold": self.score_threshold,
+            "display_filter": self.display_filter,
+            "forgotten_classes": session.result_forget_classes(),
+            "run": session.result.output_dir,
+            "summary": last.summary if last else None,
+            **sides,
+        }
+
+    # ------------------------------------------------------------------ closing
+    def shutdown(self, timeout_ms: int = 60000) -> None:
+        """Cancel a running job, stop the threads and detach the log handler."""
+        if self._job_worker is not None:
+            self._job_worker.cancel()
+        if self._job_thread is not None:
+            self._job_thread.quit()
+            self._job_thread.wait(timeout_ms)
+        self.runner.shutdown(timeout_ms)
+        if self._log_handler is not None:
+            detach_log_handler(self._log_handler, self._log_levels)
+            self._log_handler = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)

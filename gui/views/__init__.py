@@ -1,0 +1,23 @@
+"""Widgets of the app, one concern per file."""
+
+from .category_panel import CategoryPanel
+from .compare_view import CompareView
+from .forget_panel import ForgetPanel, format_eta
+from .image_panel import ImagePanel
+from .image_view import BoxSpec, DetectionView
+from .load_dialog import LoadModelDialog
+from .loss_plot import LossPlot
+from .model_panel import ModelPanel
+
+__all__ = [
+    "BoxSpec",
+    "CategoryPanel",
+    "CompareView",
+    "DetectionView",
+    "ForgetPanel",
+    "ImagePanel",
+    "LoadModelDialog",
+    "LossPlot",
+    "ModelPanel",
+    "format_eta",
+]

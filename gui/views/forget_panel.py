@@ -1,0 +1,201 @@
+"""Forgetting controls: settings, Forget/Cancel, progress with ETA, loss curve, AP and log."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shlex
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from det_forget.config import FORGET_METHODS
+from det_forget.engine import JobProgress
+
+from ..models import APTableModel
+from .loss_plot import LossPlot
+
+__all__ = ["ForgetPanel", "format_eta"]
+
+
+def format_eta(seconds: float | None) -> str:
+    """``h:mm:ss`` (``--:--`` when unknown)."""
+    if seconds is None:
+        return "--:--"
+    return str(_dt.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class ForgetPanel(QWidget):
+    """Everything about running a forgetting job.
+
+    Signals:
+        forget_requested(): the Forget button.
+        cancel_requested(): the Cancel button.
+    """
+
+    forget_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.method = QComboBox()
+        self.method.addItems(FORGET_METHODS)
+        self.iterations = QSpinBox(minimum=1, maximum=1_000_000, value=200)
+        self.iterations.setToolTip("FORGET.MAX_ITER: training steps per task")
+        self.data_ratio = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=0.5)
+        self.data_ratio.setToolTip("FORGET.DATA_RATIO: share of each class's training images")
+        self.learning_rate = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1.0, value=1e-3)
+        self.learning_rate.setSingleStep(1e-4)
+        self.learning_rate.setToolTip("SOLVER.BASE_LR")
+        self.output_dir = QLineEdit()
+        self.output_dir.setToolTip("OUTPUT_DIR of the job (adapters, report, merged model)")
+        self.extra_options = QLineEdit()
+        self.extra_options.setPlaceholderText("KEY VALUE … (other config overrides)")
+        self.extra_options.setToolTip(
+            "Config overrides as on train_net.py's command line, e.g.\n"
+            "SOLVER.IMS_PER_BATCH 4 DATASETS.TEST \"('shapes_val',)\""
+        )
+        settings = QGroupBox("Forgetting")
+        form = QFormLayout(settings)
+        form.addRow("Method", self.method)
+        form.addRow("Iterations", self.iterations)
+        form.addRow("Data ratio", self.data_ratio)
+        form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Output folder", self.output_dir)
+        form.addRow("More options", self.extra_options)
+
+        self.forget_button = QPushButton("Forget checked classes")
+        self.forget_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.forget_button.clicked.connect(self.forget_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.eta = QLabel("")
+
+        self.loss_plot = LossPlot()
+        self.ap_model = APTableModel(self)
+        self.ap_table = QTableView()
+        self.ap_table.setModel(self.ap_model)
+        self.ap_table.verticalHeader().hide()
+        self.ap_table.verticalHeader().setDefaultSectionSize(20)
+        self.ap_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.ap_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, self.ap_model.columnCount()):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.ap_table, "AP before / after")
+        self.tabs.addTab(self.log, "Log")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(settings)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.forget_button, 1)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.eta)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addWidget(self.tabs, 2)
+        self._settings_widgets = (
+            self.method,
+            self.iterations,
+            self.data_ratio,
+            self.learning_rate,
+            self.output_dir,
+            self.extra_options,
+        )
+
+    def set_defaults(self, cfg: Any, output_dir: str) -> None:
+        """Fill the settings from a forgetting config."""
+        f = cfg.FORGET
+        if f.METHOD in FORGET_METHODS:
+            self.method.setCurrentText(f.METHOD)
+        self.iterations.setValue(int(f.MAX_ITER))
+        self.data_ratio.setValue(float(f.DATA_RATIO))
+        self.learning_rate.setValue(float(cfg.SOLVER.BASE_LR))
+        self.output_dir.setText(output_dir)
+
+    def options(self) -> list[str]:
+        """The settings as ``KEY VALUE`` config overrides (extra options last).
+
+        Raises:
+            ValueError: the extra options are not balanced ``KEY VALUE`` pairs.
+        """
+        extra = shlex.split(self.extra_options.text())
+        if len(extra) % 2:
+            raise ValueError(
+                f"'More options' must be KEY VALUE pairs; got an odd number of items: {extra}"
+            )
+        return [
+            "FORGET.METHOD",
+            self.method.currentText(),
+            "FORGET.MAX_ITER",
+            str(self.iterations.value()),
+            "FORGET.DATA_RATIO",
+            str(self.data_ratio.value()),
+            "SOLVER.BASE_LR",
+            str(self.learning_rate.value()),
+            *extra,
+        ]
+
+    def set_running(self, running: bool) -> None:
+        """Lock the settings and swap the buttons while a job runs."""
+        for w in self._settings_widgets:
+            w.setEnabled(not running)
+        self.forget_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.loss_plot.clear()
+            self.progress.setValue(0)
+            self.progress.setFormat("starting (building the model, evaluating before) …")
+            self.eta.setText("")
+
+    def show_progress(self, p: JobProgress) -> None:
+        self.progress.setValue(round(1000 * p.fraction))
+        self.progress.setFormat(f"iteration {p.iteration} / {p.max_iter}  (%p%)")
+        task = f"task {p.task + 1} / {p.num_tasks}" if p.num_tasks > 1 else ""
+        loss = p.losses.get("total_loss")
+        parts = [f"ETA {format_eta(p.eta_seconds)}", task]
+        if loss is not None:
+            parts.append(f"total loss {loss:.4f}")
+        if p.iteration >= p.max_iter:
+            parts.append("evaluating after …")
+        self.eta.setText("  ·  ".join(x for x in parts if x))
+        self.loss_plot.add_point(p.iteration, p.losses)
+
+    def show_state(self, text: str, detail: str | None = None) -> None:
+        """A state in the progress bar (done, cancelled, failed) and, if given, below it."""
+        self.progress.setFormat(text)
+        if detail is not None:
+            self.eta.setText(detail)
+
+    def append_log(self, line: str) -> None:
+        self.log.appendPlainText(line)
+        self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
