@@ -1,0 +1,609 @@
+"""The classification / face forgetting loop: data and models in, the shared core does the rest.
+
+:class:`ClassificationForgetter` turns a config into forgetting runs:
+
+* LoRA methods (``gs_lora``, ``gs_lora_pp``, ``no_retain``) inject adapters with
+  :func:`det_forget.lora.inject_lora` (FFN layers or fused qkv per ``FORGET.LORA``); the
+  full-weight baselines train every parameter;
+* each step feeds per-sample cross-entropies (forget batch) and the retain loss to
+  :class:`det_forget.forgetting.ForgettingObjective`, which adds the method's terms;
+* early stopping scores ``mean(Acc_r, 100 - Acc_f)`` on the validation split carved from
+  train (never the test split) and restores the best weights;
+* sequences of tasks run through :class:`det_forget.forgetting.ContinualRunner` (merge +
+  fresh adapter between tasks), which reports Acc_f / Acc_r / Acc_o / Acc_m via
+  :func:`det_forget.evaluation.metrics.forgetting_summary`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import lora_config_from_cfg
+from ..evaluation.metrics import group_mean
+from ..forgetting import (
+    LORA_METHODS,
+    METHOD_TERMS,
+    ContinualRunner,
+    ForgetTask,
+    ForgettingObjective,
+    PrototypeAccumulator,
+    WeightAnchor,
+    build_tasks,
+    estimate_fisher,
+    random_labels,
+    retain_loss,
+    zero_group_ratio,
+)
+from ..lora import (
+    count_parameters,
+    inject_lora,
+    lora_layers,
+    save_adapter,
+    unload_adapters,
+)
+from .data import BatchSampler, DataSplits, ImageClassData, resolve_classes, subsample_per_class
+from .evaluate import evaluate_per_class
+from .pretrain import format_eta
+
+__all__ = [
+    "TaskData",
+    "build_task_data",
+    "tasks_from_config",
+    "early_stop_score",
+    "ClassificationForgetter",
+    "summarize_run",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskData:
+    """The training data of one forgetting task.
+
+    Attributes:
+        forget: samples of the classes to forget now.
+        retain: samples of the retained classes that have data (missing classes excluded).
+    """
+
+    forget: ImageClassData
+    retain: ImageClassData
+
+
+def build_task_data(
+    train: ImageClassData,
+    task: ForgetTask,
+    *,
+    ratio: float = 1.0,
+    shots: int = 0,
+    seed: int = 0,
+) -> TaskData:
+    """Subsample the training data of a task (``ratio`` of each class or ``shots`` per class).
+
+    Classes forgotten by earlier tasks (``task.old``) and missing classes get no data.
+
+    Args:
+        train: the training split.
+        task: the task.
+        ratio: fraction of each class's images.
+        shots: if > 0, images per class instead of ``ratio``.
+        seed: subsampling seed.
+
+    Returns:
+        The forget and retain subsets.
+
+    Raises:
+        ValueError: a forget class has no training sample.
+    """
+    missing = set(task.missing)
+    retain_classes = [c for c in task.retain if c not in missing]
+    forget = train.subset(
+        subsample_per_class(train.labels, task.forget, ratio=ratio, shots=shots, seed=seed)
+    )
+    retain = train.subset(
+        subsample_per_class(train.labels, retain_classes, ratio=ratio, shots=shots, seed=seed)
+    )
+    absent = sorted(set(task.forget) - set(forget.labels.tolist()))
+    if absent:
+        raise ValueError(f"forget classes {absent} have no training images to forget with")
+    return TaskData(forget=forget, retain=retain)
+
+
+def tasks_from_config(cfg, class_names: Sequence[str]) -> list[ForgetTask]:
+    """The forgetting tasks a config asks for, with class names resolved to ids.
+
+    ``FORGET.TASKS`` (explicit lists) wins over ``FORGET.CLASSES`` (one task), which wins
+    over ``FORGET.TASK_SIZES`` (cut from the class order shuffled with
+    ``FORGET.CLASS_ORDER_SEED``).
+
+    Args:
+        cfg: a config with ``FORGET``.
+        class_names: the model's classes in id order.
+
+    Returns:
+        The tasks (class ids).
+
+    Raises:
+        ValueError: unknown class names, an empty forget set, or every class forgotten.
+    """
+    f = cfg.FORGET
+    all_ids = list(range(len(class_names)))
+    missing = resolve_classes(list(f.MISSING_CLASSES), class_names)
+    if len(f.TASKS) > 0:
+        explicit = [resolve_classes(list(t), class_names) for t in f.TASKS]
+        return build_tasks(all_ids, explicit=explicit, missing=missing)
+    if len(f.CLASSES) > 0:
+        return build_tasks(
+            all_ids, explicit=[resolve_classes(list(f.CLASSES), class_names)], missing=missing
+        )
+    if len(f.TASK_SIZES) > 0:
+        return build_tasks(
+            all_ids, task_sizes=list(f.TASK_SIZES), seed=f.CLASS_ORDER_SEED, missing=missing
+        )
+    raise ValueError(
+        "empty forget set: set FORGET.CLASSES (names or ids), FORGET.TASKS or FORGET.TASK_SIZES"
+    )
+
+
+def early_stop_score(per_class: Mapping[Hashable, float], forgotten, retained) -> float:
+    """``mean(Acc_r, 100 - Acc_f)`` (Poppi et al.'s selection criterion), in %.
+
+    Args:
+        per_class: per-class accuracy.
+        forgotten: classes that should be forgotten (current and earlier tasks).
+        retained: classes to keep.
+
+    Returns:
+        The score; a group without samples counts as perfect.
+    """
+    acc_f = group_mean(per_class, forgotten)
+    acc_r = group_mean(per_class, retained)
+    return 0.5 * ((100.0 if acc_r is None else acc_r) + 100.0 - (0.0 if acc_f is None else acc_f))
+
+
+def _build_optimizer(params: list[nn.Parameter], solver) -> torch.optim.Optimizer:
+    name = solver.OPTIMIZER.lower()
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY)
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=solver.BASE_LR, momentum=0.9, weight_decay=solver.WEIGHT_DECAY
+        )
+    raise ValueError(f"unknown CLS.SOLVER.OPTIMIZER {solver.OPTIMIZER!r}; valid: adam, adamw, sgd")
+
+
+class ClassificationForgetter:
+    """Run one config's forgetting tasks on a classifier (or face model).
+
+    Args:
+        cfg: the full config (``FORGET.*`` and ``CLS.*``).
+        model: the trained model; modified in place (adapters injected, weights trained).
+        data: train / validation / test splits.
+        model_factory: builds a freshly initialised copy of the architecture (``retrain``
+            baseline only).
+    """
+
+    def __init__(
+        self,
+        cfg,
+        model: nn.Module,
+        data: DataSplits,
+        model_factory=None,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.data = data
+        self.model_factory = model_factory
+        self.method = cfg.FORGET.METHOD
+        self.is_lora = self.method in LORA_METHODS
+        self.num_classes = data.test.num_classes
+        self.lora_config = None
+        self.injection = None
+        if self.method == "retrain" and model_factory is None:
+            raise ValueError("FORGET.METHOD 'retrain' needs a model_factory (fresh weights)")
+        self.val_eval = data.val.subset(
+            subsample_per_class(
+                data.val.labels,
+                range(self.num_classes),
+                shots=cfg.CLS.VAL_EVAL_PER_CLASS,
+                seed=cfg.CLS.SPLIT_SEED,
+            )
+        )
+
+    # ----------------------------------------------------------------- setup
+    def prepare(self) -> dict[str, Any]:
+        """Inject LoRA (LoRA methods) or unfreeze every weight (baselines).
+
+        Returns:
+            ``{"trainable_params", "total_params", "trainable_share"}``; the share is of
+            the model without adapters, in %.
+        """
+        base_total = sum(p.numel() for p in self.model.parameters())
+        if self.is_lora:
+            self.lora_config = lora_config_from_cfg(self.cfg, {"method": self.method})
+            self.injection = inject_lora(self.model, self.lora_config)
+            trainable, _ = count_parameters(self.model)
+        else:
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+            trainable = base_total
+        return {
+            "trainable_params": trainable,
+            "total_params": base_total,
+            "trainable_share": 100.0 * trainable / base_total,
+        }
+
+    def evaluate(self, split: str = "test") -> dict[int, float]:
+        """Per-class accuracy (%) on ``"test"``, ``"val"`` (all of it) or ``"val_eval"``.
+
+        Args:
+            split: which data.
+
+        Returns:
+            ``{class id: accuracy}``.
+        """
+        data = {"test": self.data.test, "val": self.data.val, "val_eval": self.val_eval}[split]
+        return evaluate_per_class(
+            self.model, data.images, data.labels, self.num_classes, self.cfg.CLS.EVAL_BATCH_SIZE
+        )
+
+    # ----------------------------------------------------------------- training
+    def _trainable(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _prototypes(self, data: TaskData) -> tuple[torch.Tensor, torch.Tensor]:
+        acc = PrototypeAccumulator(self.num_classes, self.model.feature_dim)
+        was_training = self.model.training
+        self.model.eval()
+        bs = self.cfg.CLS.EVAL_BATCH_SIZE
+        with torch.no_grad():
+            for part in (data.forget, data.retain):
+                for i in range(0, len(part), bs):
+                    acc.update(
+                        self.model.features(part.images[i : i + bs]), part.labels[i : i + bs]
+                    )
+        self.model.train(was_training)
+        return acc.compute()
+
+    def _anchor(self, data: TaskData) -> WeightAnchor | None:
+        if self.method != "ewc":
+            return None
+        anchor = WeightAnchor(self.model)
+        n = min(self.cfg.FORGET.BASELINE.EWC_SAMPLES, len(data.retain))
+        bs = self.cfg.CLS.SOLVER.BATCH_SIZE
+        idx = torch.randperm(len(data.retain), generator=torch.Generator().manual_seed(0))[:n]
+        batches = [idx[i : i + bs] for i in range(0, n, bs)]
+
+        def loss_fn(model, b):
+            logits, _ = model.train_logits(data.retain.images[b], data.retain.labels[b])
+            return retain_loss(logits, data.retain.labels[b])
+
+        anchor.set_fisher(estimate_fisher(self.model, batches, loss_fn))
+        return anchor
+
+    def _reinitialize(self) -> None:
+        fresh = self.model_factory()
+        self.model.load_state_dict(fresh.state_dict())
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
+    def train_task(self, task: ForgetTask) -> dict[str, Any]:
+        """Train on one task (the ``train_task`` callback of :class:`ContinualRunner`).
+
+        Args:
+            task: the forgetting task.
+
+        Returns:
+            Training statistics: steps, best validation score and step, wall time, final
+            loss terms, zero group ratio (GS-LoRA).
+
+        Raises:
+            FloatingPointError: a loss term became NaN/inf (the run stops; nothing is
+                written by this method).
+        """
+        cfg, f, solver = self.cfg, self.cfg.FORGET, self.cfg.CLS.SOLVER
+        start = time.perf_counter()
+        seed = cfg.SEED + 1000 * task.index
+        torch.manual_seed(seed)
+        data = build_task_data(
+            self.data.train, task, ratio=f.DATA_RATIO, shots=f.SHOTS, seed=f.DATA_SEED
+        )
+        if self.method == "retrain":
+            self._reinitialize()
+        objective = ForgettingObjective.from_config(cfg, self.model, anchor=self._anchor(data))
+        if objective.uses_retain_data and len(data.retain) == 0:
+            raise ValueError(f"method {self.method!r} needs retain data but task has none")
+        prototypes = present = None
+        if "loss_prototype" in METHOD_TERMS[self.method]:
+            prototypes, present = self._prototypes(data)
+        params = self._trainable()
+        optimizer = _build_optimizer(list(params.values()), solver)
+        max_iter = int(f.MAX_ITER)
+        forget_sampler = BatchSampler(len(data.forget), solver.BATCH_SIZE, seed=seed)
+        retain_sampler = (
+            BatchSampler(len(data.retain), solver.BATCH_SIZE, seed=seed + 1)
+            if len(data.retain)
+            else None
+        )
+        label_gen = torch.Generator().manual_seed(seed + 2)
+        forgotten = tuple(task.forget) + tuple(task.old)
+        retained = tuple(c for c in task.retain if c not in set(task.missing))
+        exclude = torch.tensor(forgotten, dtype=torch.long)
+
+        period, patience = int(f.EARLY_STOP.PERIOD), int(f.EARLY_STOP.PATIENCE)
+        best = {"score": -math.inf, "step": 0, "state": None}
+        # Patience only counts once the score has beaten the starting model's: forgetting
+        # often shows nothing for the first evaluations, which is no reason to stop.
+        initial_score = (
+            early_stop_score(self.evaluate("val_eval"), forgotten, retained)
+            if period > 0
+            else math.inf
+        )
+        stale = 0
+        terms: dict[str, torch.Tensor] = {}
+        logger.info(
+            "task %d: %s on %d forget / %d retain images, %d steps",
+            task.index,
+            self.method,
+            len(data.forget),
+            len(data.retain),
+            max_iter,
+        )
+        self.model.train()
+        step = 0
+        for step in range(max_iter):
+            lr = solver.BASE_LR
+            if solver.SCHEDULE == "cosine":
+                t = step / max(max_iter - 1, 1)
+                lr = solver.MIN_LR + 0.5 * (solver.BASE_LR - solver.MIN_LR) * (
+                    1 + math.cos(math.pi * t)
+                )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            inputs = self._step_inputs(
+                data, objective, forget_sampler, retain_sampler, label_gen, exclude
+            )
+            try:
+                terms = objective(
+                    step=step,
+                    model=self.model,
+                    prototypes=prototypes,
+                    prototype_present=present,
+                    **inputs,
+                )
+            except FloatingPointError as err:
+                raise FloatingPointError(
+                    f"{err}. Forgetting task {task.index} ({self.method}) stopped at step {step}; "
+                    "no output file was written"
+                ) from err
+            loss = torch.stack(list(terms.values())).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if solver.GRAD_CLIP > 0:
+                torch.nn.utils.clip_grad_norm_(params.values(), solver.GRAD_CLIP)
+            optimizer.step()
+            if (step + 1) % cfg.CLS.LOG_PERIOD == 0 or step + 1 == max_iter:
+                elapsed = time.perf_counter() - start
+                logger.info(
+                    "task %d step %d/%d loss %.4f (%s) eta %s",
+                    task.index,
+                    step + 1,
+                    max_iter,
+                    loss.item(),
+                    ", ".join(f"{k[5:]} {v.item():.4f}" for k, v in terms.items()),
+                    format_eta(elapsed / (step + 1) * (max_iter - step - 1)),
+                )
+            if period > 0 and ((step + 1) % period == 0 or step + 1 == max_iter):
+                score = early_stop_score(self.evaluate("val_eval"), forgotten, retained)
+                self.model.train()
+                if score > best["score"]:
+                    best = {
+                        "score": score,
+                        "step": step + 1,
+                        "state": {n: p.detach().clone() for n, p in params.items()},
+                    }
+                    stale = 0
+                elif best["score"] > initial_score:
+                    stale += 1
+                    if stale >= patience and step + 1 < max_iter:
+                        logger.info("task %d: early stop at step %d", task.index, step + 1)
+                        break
+        if best["state"] is not None:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(best["state"][n])
+        self.model.eval()
+        stats: dict[str, Any] = {
+            "steps": step + 1,
+            "best_step": best["step"] if best["state"] is not None else step + 1,
+            "best_val_score": None if best["state"] is None else best["score"],
+            "seconds": time.perf_counter() - start,
+            "forget_images": len(data.forget),
+            "retain_images": len(data.retain),
+            "last_terms": {k: float(v.detach()) for k, v in terms.items()},
+        }
+        if objective.groups is not None:
+            stats["zero_group_ratio"] = zero_group_ratio(
+                objective.groups, cfg.FORGET.SPARSITY.ZERO_REL_THRESHOLD
+            )
+        logger.info(
+            "task %d done in %.1fs (best val score %s at step %s)",
+            task.index,
+            stats["seconds"],
+            None if stats["best_val_score"] is None else round(stats["best_val_score"], 2),
+            stats["best_step"],
+        )
+        return stats
+
+    def _step_inputs(
+        self,
+        data: TaskData,
+        objective: ForgettingObjective,
+        forget_sampler: BatchSampler,
+        retain_sampler: BatchSampler | None,
+        label_gen: torch.Generator,
+        exclude: torch.Tensor,
+    ) -> dict[str, Any]:
+        """One forward pass over the forget and retain batches (concatenated)."""
+        images, labels = [], []
+        n_f = 0
+        if objective.uses_forget_data:
+            fi = next(forget_sampler)
+            images.append(data.forget.images[fi])
+            labels.append(data.forget.labels[fi])
+            n_f = len(fi)
+        if objective.uses_retain_data and retain_sampler is not None:
+            ri = next(retain_sampler)
+            images.append(data.retain.images[ri])
+            labels.append(data.retain.labels[ri])
+        x, y = torch.cat(images), torch.cat(labels)
+        logits, feats = self.model.train_logits(x, y)
+        out: dict[str, Any] = {}
+        if n_f:
+            yf = y[:n_f]
+            target = yf
+            if self.method == "random_labels":
+                target = random_labels(yf, self.num_classes, generator=label_gen, exclude=exclude)
+            out["forget_loss"] = F.cross_entropy(logits[:n_f], target, reduction="none")
+            out["forget_labels"] = yf
+            out["forget_features"] = feats[:n_f]
+        if len(y) > n_f:
+            out["retain_loss"] = retain_loss(logits[n_f:], y[n_f:])
+            out["retain_features"] = feats[n_f:]
+            out["retain_labels"] = y[n_f:]
+        return out
+
+    # ----------------------------------------------------------------- runs
+    def run(
+        self,
+        tasks: Sequence[ForgetTask],
+        before: Mapping[Hashable, float] | None = None,
+        output_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Run ``tasks`` in sequence and return the results (per-class and per-group).
+
+        Args:
+            tasks: from :func:`tasks_from_config`.
+            before: test per-class accuracy of the model before forgetting, if known.
+            output_dir: where to write each task's adapter (LoRA methods) and, with
+                ``FORGET.SAVE_MERGED``, the final merged model; None writes nothing.
+
+        Returns:
+            ``{"method", "params", "tasks": ContinualRunner history, "seconds"}``.
+        """
+        params = self.prepare()
+        logger.info(
+            "%s: %d trainable of %d parameters (%.2f%%)",
+            self.method,
+            params["trainable_params"],
+            params["total_params"],
+            params["trainable_share"],
+        )
+
+        def save_task(task: ForgetTask, record: dict[str, Any]) -> None:
+            if output_dir is None or not self.is_lora:
+                return
+            save_adapter(
+                self.model,
+                Path(output_dir) / f"task_{task.index}" / "adapter",
+                self.lora_config,
+                metadata={
+                    "task": task.to_dict(),
+                    "class_names": list(self.data.test.classes),
+                    "summary": record["summary"],
+                },
+            )
+
+        start = time.perf_counter()
+        runner = ContinualRunner(
+            self.model,
+            tasks,
+            train_task=self.train_task,
+            evaluate=lambda: self.evaluate("test"),
+            save_task=save_task,
+            merge_between_tasks=self.is_lora,
+        )
+        history = runner.run(before=before)
+        result = {
+            "method": self.method,
+            "params": params,
+            "class_names": list(self.data.test.classes),
+            "tasks": history,
+            "seconds": time.perf_counter() - start,
+        }
+        if output_dir is not None and self.cfg.FORGET.SAVE_MERGED:
+            from .model import save_classifier
+
+            merged = self.merged_model()
+            save_classifier(
+                merged,
+                Path(output_dir) / "model_final.safetensors",
+                {"forget_method": self.method, "tasks": [t.to_dict() for t in tasks]},
+            )
+        return result
+
+    def merged_model(self) -> nn.Module:
+        """A copy of the model with adapters merged and removed (a plain checkpoint)."""
+        merged = copy.deepcopy(self.model)
+        if any(True for _ in lora_layers(merged)):
+            unload_adapters(merged, merge=True)
+        return merged.eval()
+
+
+def summarize_run(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Compact per-task numbers of a :meth:`ClassificationForgetter.run` result.
+
+    Args:
+        result: the run result.
+
+    Returns:
+        ``{"method", "trainable_share", "seconds", "tasks": [{"forget", "acc_f_before",
+        "acc_f", "acc_r_before", "acc_r", "acc_o", "acc_m", "drop", "h_mean", ...}]}``
+        with accuracies in %.
+    """
+    names = result["class_names"]
+    rows = []
+    for rec in result["tasks"]:
+        s = rec["summary"]
+        rows.append(
+            {
+                "task": rec["task"]["index"],
+                "forget": [names[c] for c in rec["task"]["forget"]],
+                "old": [names[c] for c in rec["task"]["old"]],
+                "missing": [names[c] for c in rec["task"]["missing"]],
+                "acc_f_before": s["before"]["forget"],
+                "acc_f": s["after"]["forget"],
+                "acc_r_before": s["before"]["retain"],
+                "acc_r": s["after"]["retain"],
+                "acc_o": s["after"]["old"],
+                "acc_m_before": s["before"]["missing"],
+                "acc_m": s["after"]["missing"],
+                "drop": s["drop"],
+                "h_mean": s["h_mean"],
+                "retain_change": s["retain_change"],
+                "seconds": rec["train"].get("seconds"),
+                "steps": rec["train"].get("steps"),
+                "best_step": rec["train"].get("best_step"),
+                "zero_group_ratio": rec["train"].get("zero_group_ratio"),
+            }
+        )
+    return {
+        "method": result["method"],
+        "trainable_share": result["params"]["trainable_share"],
+        "trainable_params": result["params"]["trainable_params"],
+        "seconds": result["seconds"],
+        "tasks": rows,
+    }
