@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFont
 
 from det_forget.engine.inference import ForgetRecord
 
 from ..colors import GROUP_COLORS
+from .table_base import ColumnsTableModel
 
 __all__ = ["APTableModel"]
 
@@ -25,7 +26,7 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
-class APTableModel(QAbstractTableModel):
+class APTableModel(ColumnsTableModel):
     """Rows: one per defined group mean, Drop, H-Mean, then one per class (by group).
 
     Columns: name, group, before, after, change (after - before).
@@ -69,16 +70,8 @@ class APTableModel(QAbstractTableModel):
                 return row[col] if col in (2, 3) else None
         raise KeyError(label)
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    def _row_count(self) -> int:
+        return len(self._rows)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():

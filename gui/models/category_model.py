@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 
 from ..colors import class_color
+from .table_base import ColumnsTableModel
 
 __all__ = ["CategoryModel"]
 
@@ -17,7 +18,7 @@ def _fmt_ap(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
-class CategoryModel(QAbstractTableModel):
+class CategoryModel(ColumnsTableModel):
     """Rows are classes in contiguous-id order; column 0 is checkable.
 
     Columns: name (with the class colour), AP before forgetting, AP after.
@@ -88,16 +89,8 @@ class CategoryModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._names) - 1, 0))
 
     # -- Qt model API --
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self._names)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    def _row_count(self) -> int:
+        return len(self._names)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():

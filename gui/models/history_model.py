@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 
 from det_forget.engine.inference import ForgetRecord
 
 __all__ = ["HistoryModel"]
+
+from .table_base import ColumnsTableModel
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -24,7 +26,7 @@ def _pair(summary: dict | None, group: str) -> str:
     return f"{a:.1f}" if b is None else f"{b:.1f} → {a:.1f}"
 
 
-class HistoryModel(QAbstractTableModel):
+class HistoryModel(ColumnsTableModel):
     """Columns: task, forgotten classes, date, AP_f and AP_r before → after, H-Mean, adapter."""
 
     COLUMNS = ("Task", "Forgotten", "Date", "AP_f", "AP_r", "H-Mean", "Adapter")
@@ -45,16 +47,8 @@ class HistoryModel(QAbstractTableModel):
     def records(self) -> list[ForgetRecord]:
         return list(self._records)
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self._records)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    def _row_count(self) -> int:
+        return len(self._records)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
