@@ -27,7 +27,7 @@ def _demo_weights() -> str | None:
 def demo_weights() -> str:
     path = _demo_weights()
     if path is None:
-        pytest.skip("no demo checkpoint (det_forget/model_zoo/shapes_vit_tiny_frcnn.pth)")
+        pytest.fail("shipped checkpoint det_forget/model_zoo/shapes_vit_tiny_frcnn.pth missing")
     return path
 
 
