@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import det_forget  # noqa: F401  (registrations)
-from det_forget.config import add_forget_config
 from det_forget.data import register_shapes_dataset
+from det_forget.engine.inference import build_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAIN, TINY_VAL = "tiny_shapes_train", "tiny_shapes_val"
@@ -25,10 +24,8 @@ def register_tiny_shapes(root) -> None:
 
 def tiny_cfg(output_dir, **overrides):
     """``configs/coco_forget.yaml`` shrunk: 64 px, ViT dim 48 x 2 blocks, 32-ch pyramid."""
-    cfg = get_cfg()
-    add_forget_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "coco_forget.yaml"))
-    cfg.merge_from_list(
+    cfg = build_config(
+        os.path.join(REPO, "configs", "coco_forget.yaml"),
         [
             "MODEL.DEVICE",
             "cpu",
@@ -80,7 +77,7 @@ def tiny_cfg(output_dir, **overrides):
             0,
             "OUTPUT_DIR",
             str(output_dir),
-        ]
+        ],
     )
     for k, v in overrides.items():
         cfg.merge_from_list([k, v])

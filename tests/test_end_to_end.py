@@ -13,15 +13,13 @@ from detectron2.data import DatasetCatalog
 
 from det_forget.data.forget_retain import register_view
 from det_forget.engine import ForgetTrainer, finalize_forget_config
+from det_forget.engine.inference import build_config
 from det_forget.lora import read_adapter_config
 
 WEIGHTS = os.path.join(REPO, "det_forget", "model_zoo", "shapes_vit_tiny_frcnn.pth")
 
 
 def test_embedded_config_forgets_and_keeps_the_rest(tmp_path):
-    from detectron2.config import get_cfg
-
-    from det_forget.config import add_forget_config
 
     register_view(
         "shapes_val_first40",
@@ -29,10 +27,8 @@ def test_embedded_config_forgets_and_keeps_the_rest(tmp_path):
         "shapes_val",
         overwrite=True,
     )
-    cfg = get_cfg()
-    add_forget_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "coco_forget.yaml"))
-    cfg.merge_from_list(
+    cfg = build_config(
+        os.path.join(REPO, "configs", "coco_forget.yaml"),
         [
             "MODEL.DEVICE",
             "cpu",
@@ -50,7 +46,7 @@ def test_embedded_config_forgets_and_keeps_the_rest(tmp_path):
             0,
             "OUTPUT_DIR",
             str(tmp_path),
-        ]
+        ],
     )
     finalize_forget_config(cfg)
     cfg.freeze()
@@ -70,14 +66,9 @@ def test_embedded_config_forgets_and_keeps_the_rest(tmp_path):
 
 @pytest.mark.parametrize("name", ["coco_forget.yaml", "coco_forget_continual.yaml"])
 def test_shipped_configs_resolve(name):
-    from detectron2.config import get_cfg
-
-    from det_forget.config import add_forget_config
     from det_forget.engine import tasks_from_config
 
-    cfg = get_cfg()
-    add_forget_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", name))
+    cfg = build_config(os.path.join(REPO, "configs", name))
     tasks = tasks_from_config(cfg)
     assert all(len(t.forget) == 2 for t in tasks)
     assert os.path.isfile(os.path.join(REPO, cfg.MODEL.WEIGHTS))

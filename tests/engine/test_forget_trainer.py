@@ -6,12 +6,11 @@ import os
 import pytest
 import torch
 from detection_fixtures import TINY_VAL, save_base_checkpoint, tiny_cfg
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultPredictor
 
-from det_forget.config import add_forget_config
 from det_forget.engine import ForgetTrainer, finalize_forget_config
+from det_forget.engine.inference import build_config
 from det_forget.lora import read_adapter_config
 
 
@@ -59,10 +58,9 @@ def test_continual_run_writes_adapters_report_and_merged_model(tmp_path, tiny_sh
 
     # The merged checkpoint is a plain detector: stock DefaultPredictor loads it, with the
     # base's parameter count, and detects exactly what the adapter model detects.
-    merged_cfg = get_cfg()
-    add_forget_config(merged_cfg)
-    merged_cfg.merge_from_file(str(out / "merged_config.yaml"))
-    merged_cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    merged_cfg = build_config(
+        out / "merged_config.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+    )
     predictor = DefaultPredictor(merged_cfg)
     base_params = sum(v.numel() for v in torch.load(base_weights)["model"].values())
     assert sum(p.numel() for p in predictor.model.state_dict().values()) == base_params

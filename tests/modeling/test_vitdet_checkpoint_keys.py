@@ -9,11 +9,11 @@ import os
 
 import torch
 from detection_fixtures import REPO
-from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
 
 from det_forget.checkpoint import ForgetCheckpointer
-from det_forget.config import add_forget_config
+from det_forget.engine.inference import build_config
 from det_forget.lora import lora_layers
 
 
@@ -26,9 +26,7 @@ def test_vitdet_b_checkpoint_names_and_shapes_match(tmp_path):
     ref_state = ref.state_dict()
     del ref
 
-    cfg = get_cfg()
-    add_forget_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "vitdet_b_coco_forget.yaml"))
+    cfg = build_config(os.path.join(REPO, "configs", "vitdet_b_coco_forget.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     ours = build_model(cfg)
     names = [n for n, _ in lora_layers(ours)]
