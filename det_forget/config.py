@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fvcore.common.config import CfgNode as CN  # noqa: F401  (type hints)
 
-__all__ = ["add_forget_config", "FORGET_METHODS", "lora_config_from_cfg"]
+__all__ = ["add_forget_config", "FORGET_METHODS", "lora_config_from_cfg", "num_classes_of"]
 
 #: Values of ``FORGET.METHOD``.
 FORGET_METHODS = (
@@ -85,6 +85,19 @@ def add_forget_config(cfg: CN) -> CN:
     ``NORM`` of the pyramid convs ("LN" as in ViTDet), ``SQUARE_PAD``. Defaults: the
     CPU-tiny model of the embedded demo.
 
+    ``MODEL.DETR.*`` (the ``DETR`` and ``DeformableDETR`` meta-architectures) is added
+    too, with the official COCO models' values as defaults: ``NUM_CLASSES`` (80),
+    ``NUM_OBJECT_QUERIES`` (100; 300 for Deformable DETR), ``IN_FEATURES`` (backbone
+    outputs, finest first), ``HIDDEN_DIM``, ``NHEADS``, ``ENC_LAYERS``, ``DEC_LAYERS``,
+    ``DIM_FEEDFORWARD`` (2048; 1024 for Deformable DETR), ``DROPOUT``,
+    ``NUM_FEATURE_LEVELS`` / ``ENC_N_POINTS`` / ``DEC_N_POINTS`` (Deformable DETR),
+    ``DEEP_SUPERVISION`` (auxiliary decoder-layer losses), matching costs ``COST_CLASS``
+    / ``COST_BBOX`` / ``COST_GIOU``, loss weights ``CLASS_WEIGHT`` / ``L1_WEIGHT`` /
+    ``GIOU_WEIGHT``, ``NO_OBJECT_WEIGHT`` (softmax DETR's no-object class weight),
+    ``FOCAL_ALPHA`` (Deformable DETR's sigmoid focal loss), ``FREEZE_BACKBONE``; and
+    ``SOLVER.BACKBONE_MULTIPLIER``: learning-rate factor of parameters under
+    ``backbone.`` (DETR trains its backbone at 0.1x).
+
     Returns:
         ``cfg``.
     """
@@ -155,7 +168,51 @@ def add_forget_config(cfg: CN) -> CN:
 
     if "MODEL" in cfg:
         _add_vit_config(cfg)
+        _add_detr_config(cfg)
     return cfg
+
+
+def _add_detr_config(cfg: CN) -> None:
+    cfg.MODEL.DETR = type(cfg)()
+    d = cfg.MODEL.DETR
+    d.NUM_CLASSES = 80
+    d.NUM_OBJECT_QUERIES = 100
+    d.IN_FEATURES = ["res5"]
+    d.HIDDEN_DIM = 256
+    d.NHEADS = 8
+    d.ENC_LAYERS = 6
+    d.DEC_LAYERS = 6
+    d.DIM_FEEDFORWARD = 2048
+    d.DROPOUT = 0.1
+    d.NUM_FEATURE_LEVELS = 4
+    d.ENC_N_POINTS = 4
+    d.DEC_N_POINTS = 4
+    d.DEEP_SUPERVISION = True
+    d.COST_CLASS = 1.0
+    d.COST_BBOX = 5.0
+    d.COST_GIOU = 2.0
+    d.CLASS_WEIGHT = 1.0
+    d.L1_WEIGHT = 5.0
+    d.GIOU_WEIGHT = 2.0
+    d.NO_OBJECT_WEIGHT = 0.1
+    d.FOCAL_ALPHA = 0.25
+    d.FREEZE_BACKBONE = False
+    if "SOLVER" in cfg:
+        cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
+
+
+def num_classes_of(cfg: CN) -> int:
+    """Foreground classes of the detector a config builds.
+
+    ``MODEL.DETR.NUM_CLASSES`` for the DETR family (also when wrapped by
+    ``ForgettingDetector``), ``MODEL.ROI_HEADS.NUM_CLASSES`` otherwise.
+    """
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch == "ForgettingDetector" and "FORGET" in cfg:
+        arch = cfg.FORGET.DETECTOR
+    if arch in ("DETR", "DeformableDETR"):
+        return int(cfg.MODEL.DETR.NUM_CLASSES)
+    return int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
 
 
 def _add_vit_config(cfg: CN) -> None:

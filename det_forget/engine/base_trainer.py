@@ -36,11 +36,22 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
 
     ``FORGET.OPTIMIZER`` picks "AdamW" (lr ``SOLVER.BASE_LR``, weight decay
     ``SOLVER.WEIGHT_DECAY``) or "SGD" (plus ``SOLVER.MOMENTUM``); gradient clipping follows
-    ``SOLVER.CLIP_GRADIENTS``.
+    ``SOLVER.CLIP_GRADIENTS``. Parameters under a ``backbone.`` module train at
+    ``SOLVER.BACKBONE_MULTIPLIER`` x the learning rate (DETR's recipe; 1 by default).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("the model has no trainable parameters")
+    multiplier = float(cfg.SOLVER.get("BACKBONE_MULTIPLIER", 1.0))
+    backbone = [p for n, p in named if _in_backbone(n)]
+    params: list = [p for n, p in named if not _in_backbone(n)]
+    if multiplier == 1.0 or not backbone:
+        params += backbone
+    else:
+        params = [
+            {"params": params},
+            {"params": backbone, "lr": cfg.SOLVER.BASE_LR * multiplier},
+        ]
     name = cfg.FORGET.OPTIMIZER
     if name == "AdamW":
         cls, kwargs = torch.optim.AdamW, {"weight_decay": cfg.SOLVER.WEIGHT_DECAY}
@@ -50,6 +61,10 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     else:
         raise ValueError(f"FORGET.OPTIMIZER must be 'AdamW' or 'SGD', got {name!r}")
     return maybe_add_gradient_clipping(cfg, cls)(params, lr=cfg.SOLVER.BASE_LR, **kwargs)
+
+
+def _in_backbone(name: str) -> bool:
+    return name.startswith("backbone.") or ".backbone." in name
 
 
 class DetectionTrainer(DefaultTrainer):

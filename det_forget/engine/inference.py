@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointMismatchError, ForgetCheckpointer
+from ..config import num_classes_of
 from ..lora import (
     LoraConfig,
     inject_lora,
@@ -139,11 +140,11 @@ def class_names_of(cfg: Any) -> list[str]:
 
     Taken from the metadata of ``DATASETS.TEST[0]`` or ``DATASETS.TRAIN[0]``; when neither
     is registered (a model used without its data), ``class_0 ... class_{N-1}`` for the
-    ``MODEL.ROI_HEADS.NUM_CLASSES`` classes.
+    detector's classes (:func:`det_forget.config.num_classes_of`).
     """
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    num = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    num = num_classes_of(cfg)
     for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
         if name not in DatasetCatalog.list():
             continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -28,18 +29,55 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, build_model
 from detectron2.structures import Boxes
 from torch import nn
 
-from ...config import lora_config_from_cfg
+from ...config import lora_config_from_cfg, num_classes_of
 from ...forgetting import LORA_METHODS, ForgetTask, ForgettingObjective
 from ...forgetting.losses import random_labels
 from ...lora import InjectionReport, inject_lora
 
-__all__ = ["ForgettingDetector", "FORGET_OUTPUTS", "register_forget_outputs", "jitter_boxes"]
+__all__ = [
+    "ForgettingDetector",
+    "ForgetOutputs",
+    "FORGET_OUTPUTS",
+    "register_forget_outputs",
+    "jitter_boxes",
+    "object_nll",
+]
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass
+class ForgetOutputs:
+    """What a detector family reports about the forget-class objects of a batch.
+
+    Attributes:
+        logits: ``(N, K)`` class logits of the N objects (``K = C + 1`` with a background
+            logit for softmax detectors, ``K = C`` for sigmoid ones).
+        labels: ``(N,)`` their classes.
+        features: ``(N, D)`` the embeddings classified by the class head (prototype term).
+        sigmoid: classes are independent sigmoids (Deformable DETR), not a softmax.
+        extra_losses: detector-specific terms added to the forgetting loss as they are,
+            weighted by beta (DETR keeps its box terms on forget objects).
+    """
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    features: torch.Tensor
+    sigmoid: bool = False
+    extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 #: detector class -> function(detector, batched_inputs, jitter) returning
-#: ``(logits (N, C+1), labels (N,), features (N, D))`` for forget-class objects.
+#: :class:`ForgetOutputs` for the forget-class objects of ``batched_inputs``.
 FORGET_OUTPUTS: dict[type, Callable] = {}
+
+
+def object_nll(logits: torch.Tensor, target: torch.Tensor, sigmoid: bool) -> torch.Tensor:
+    """Per-object ``-log p(target)``: softmax cross-entropy, or for sigmoid classifiers
+    ``-log sigmoid(logit_target)`` (only the target class's own score moves)."""
+    if not sigmoid:
+        return F.cross_entropy(logits, target, reduction="none")
+    return F.softplus(-logits.gather(1, target[:, None])[:, 0])
 
 
 def register_forget_outputs(detector_cls: type):
@@ -84,7 +122,7 @@ def rcnn_forget_outputs(detector: GeneralizedRCNN, batched_inputs, jitter: int):
     pooled = heads.box_pooler([features[f] for f in heads.box_in_features], boxes)
     feats = heads.box_head(pooled)
     logits, _ = heads.box_predictor(feats)
-    return logits, torch.cat(labels), feats
+    return ForgetOutputs(logits, torch.cat(labels), feats)
 
 
 @META_ARCH_REGISTRY.register()
@@ -147,7 +185,7 @@ class ForgettingDetector(nn.Module):
             "detector": detector,
             "objective": ForgettingObjective.from_config(cfg, detector),
             "lora_report": report,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "num_classes": num_classes_of(cfg),
             "jitter_copies": cfg.FORGET.JITTER_COPIES,
         }
 
@@ -156,7 +194,14 @@ class ForgettingDetector(nn.Module):
         return next(self.detector.parameters()).device
 
     def classifier_prototypes(self) -> torch.Tensor:
-        """Rows of the box classifier weight: GS-LoRA++'s detection prototypes."""
+        """Rows of the class head's weight: GS-LoRA++'s detection prototypes.
+
+        The detector's own ``classifier_prototypes()`` when it has one (DETR family),
+        else the R-CNN box predictor's ``cls_score``.
+        """
+        own = getattr(self.detector, "classifier_prototypes", None)
+        if callable(own):
+            return own()
         return self.detector.roi_heads.box_predictor.cls_score.weight.detach().clone()
 
     def set_task(self, task: ForgetTask, objective: ForgettingObjective | None = None) -> None:
@@ -195,18 +240,22 @@ class ForgettingDetector(nn.Module):
         if obj.uses_retain_data:
             retain_losses = self.detector(batched_inputs["retain"])
             kwargs["retain_loss"] = sum(retain_losses.values())
+        extra: dict[str, torch.Tensor] = {}
         if obj.uses_forget_data:
-            logits, labels, feats = self._forget_outputs(
-                self.detector, batched_inputs["forget"], self.jitter_copies
-            )
-            target = labels
+            out = self._forget_outputs(self.detector, batched_inputs["forget"], self.jitter_copies)
+            target = out.labels
             if obj.method == "random_labels":
-                target = random_labels(labels, logits.shape[-1])
-            kwargs["forget_loss"] = F.cross_entropy(logits, target, reduction="none")
-            kwargs["forget_labels"] = labels
+                target = random_labels(out.labels, out.logits.shape[-1])
+            kwargs["forget_loss"] = object_nll(out.logits, target, out.sigmoid)
+            kwargs["forget_labels"] = out.labels
             if self.prototypes is not None:
-                kwargs.update(prototypes=self.prototypes, forget_features=feats)
+                kwargs.update(prototypes=self.prototypes, forget_features=out.features)
+            extra = {k: obj.forget_weight * v for k, v in out.extra_losses.items()}
         terms = obj(**kwargs)
+        for name, value in extra.items():
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(f"forgetting loss term {name!r} is {value.item()}")
+            terms[name] = value
         self.step += 1
         if "loss_retain" in terms:
             # Log the detector's own terms one by one; their weighted sum is loss_retain.
