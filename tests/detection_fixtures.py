@@ -22,10 +22,11 @@ def register_tiny_shapes(root) -> None:
     )
 
 
-def tiny_cfg(output_dir, **overrides):
-    """``configs/coco_forget.yaml`` shrunk: 64 px, ViT dim 48 x 2 blocks, 32-ch pyramid."""
+def tiny_cfg(output_dir, config_file: str = "coco_forget.yaml", **overrides):
+    """A forgetting config (default ``configs/coco_forget.yaml``) shrunk: 64 px, ViT dim 48
+    x 2 blocks, 32-ch pyramid, and for the DETR family a 32-d transformer of 2 + 2 layers."""
     cfg = build_config(
-        os.path.join(REPO, "configs", "coco_forget.yaml"),
+        os.path.join(REPO, "configs", config_file),
         [
             "MODEL.DEVICE",
             "cpu",
@@ -77,6 +78,18 @@ def tiny_cfg(output_dir, **overrides):
             0,
             "OUTPUT_DIR",
             str(output_dir),
+            "MODEL.DETR.HIDDEN_DIM",
+            32,
+            "MODEL.DETR.NHEADS",
+            2,
+            "MODEL.DETR.ENC_LAYERS",
+            2,
+            "MODEL.DETR.DEC_LAYERS",
+            2,
+            "MODEL.DETR.DIM_FEEDFORWARD",
+            64,
+            "MODEL.DETR.NUM_OBJECT_QUERIES",
+            8,
         ],
     )
     for k, v in overrides.items():
@@ -85,10 +98,10 @@ def tiny_cfg(output_dir, **overrides):
 
 
 def save_base_checkpoint(cfg, path, seed: int = 0) -> str:
-    """A plain GeneralizedRCNN checkpoint of the tiny architecture (random weights)."""
+    """A plain checkpoint of the tiny detector ``FORGET.DETECTOR`` (random weights)."""
     base_cfg = cfg.clone()
     base_cfg.defrost()
-    base_cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    base_cfg.MODEL.META_ARCHITECTURE = cfg.FORGET.DETECTOR
     torch.manual_seed(seed)
     model = build_model(base_cfg)
     torch.save({"model": model.state_dict()}, path)

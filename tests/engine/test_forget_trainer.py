@@ -166,3 +166,36 @@ def test_job_reports_progress_and_cancel_keeps_caller_model(tmp_path, tiny_shape
     assert seen[0].max_iter == 4 and seen[0].num_tasks == 1 and "total_loss" in seen[0].losses
     assert all(torch.equal(v, held.state_dict()[k]) for k, v in snapshot.items())
     assert not (tmp_path / "run" / "model_merged.pth").exists()
+
+
+@pytest.mark.parametrize("arch", ["detr", "deformable_detr"])
+def test_detr_family_forgetting_run_and_merged_checkpoint(tmp_path, tiny_shapes, arch):
+    """The same trainer, report and merged checkpoint for DETR and Deformable DETR."""
+    config = f"detr/shapes_{arch}_tiny_forget.yaml"
+    overrides = {"MODEL.DETR.IN_FEATURES": ["p3", "p4"]} if arch != "detr" else {}
+    base = save_base_checkpoint(tiny_cfg(tmp_path, config, **overrides), tmp_path / "base.pth")
+    out = tmp_path / "run"
+    cfg = tiny_cfg(out, config, **{"MODEL.WEIGHTS": base, **overrides})
+    trainer, history = _run(cfg)
+    assert history[0]["classes"]["forget"] == ["blue_triangle", "cyan_ring"]
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert {"loss_forget_bounded", "loss_forget_giou", "retain_loss_ce"} <= set().union(*metrics)
+    assert (out / "adapters" / "task_00").is_dir()
+
+    merged_cfg = build_config(out / "merged_config.yaml")
+    assert merged_cfg.MODEL.META_ARCHITECTURE == ("DETR" if arch == "detr" else "DeformableDETR")
+    predictor = DefaultPredictor(merged_cfg)
+    base_params = sum(v.numel() for v in torch.load(base)["model"].values())
+    assert sum(p.numel() for p in predictor.model.state_dict().values()) == base_params
+    import numpy as np
+    from PIL import Image
+
+    d = DatasetCatalog.get(TINY_VAL)[0]
+    image = np.asarray(Image.open(d["file_name"]).convert("RGB"))
+    merged = predictor(image[:, :, ::-1])["instances"]
+    with torch.no_grad():
+        x = torch.as_tensor(image.transpose(2, 0, 1).copy())
+        ref = trainer.model.eval()([{"image": x, "height": 64, "width": 64}])[0]["instances"]
+    assert len(merged) == len(ref) > 0
+    torch.testing.assert_close(merged.scores, ref.scores, atol=1e-4, rtol=0)
+    torch.testing.assert_close(merged.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
