@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "object_nll",
     "retain_loss",
     "per_class_mean",
     "bounded_forget_loss",
@@ -19,6 +20,15 @@ __all__ = [
     "random_labels",
     "random_label_loss",
 ]
+
+
+def object_nll(logits: torch.Tensor, target: torch.Tensor, sigmoid: bool = False) -> torch.Tensor:
+    """Per-sample ``-log p(target)``: softmax cross-entropy, or for sigmoid classifiers
+    (Deformable DETR) ``-log sigmoid(logit_target)``, so only the target class's own score
+    moves."""
+    if not sigmoid:
+        return F.cross_entropy(logits, target, reduction="none")
+    return F.softplus(-logits.gather(1, target[:, None])[:, 0])
 
 
 def retain_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

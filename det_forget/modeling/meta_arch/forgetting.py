@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, build_model
 from detectron2.structures import Boxes
@@ -31,7 +30,7 @@ from torch import nn
 
 from ...config import lora_config_from_cfg, num_classes_of
 from ...forgetting import LORA_METHODS, ForgetTask, ForgettingObjective
-from ...forgetting.losses import random_labels
+from ...forgetting.losses import object_nll, random_labels
 from ...lora import InjectionReport, inject_lora
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "FORGET_OUTPUTS",
     "register_forget_outputs",
     "jitter_boxes",
-    "object_nll",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,14 +68,6 @@ class ForgetOutputs:
 #: detector class -> function(detector, batched_inputs, jitter) returning
 #: :class:`ForgetOutputs` for the forget-class objects of ``batched_inputs``.
 FORGET_OUTPUTS: dict[type, Callable] = {}
-
-
-def object_nll(logits: torch.Tensor, target: torch.Tensor, sigmoid: bool) -> torch.Tensor:
-    """Per-object ``-log p(target)``: softmax cross-entropy, or for sigmoid classifiers
-    ``-log sigmoid(logit_target)`` (only the target class's own score moves)."""
-    if not sigmoid:
-        return F.cross_entropy(logits, target, reduction="none")
-    return F.softplus(-logits.gather(1, target[:, None])[:, 0])
 
 
 def register_forget_outputs(detector_cls: type):
