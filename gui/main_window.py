@@ -60,6 +60,7 @@ from .log_handler import QtLogHandler, attach_log_handler, detach_log_handler
 from .models import ImageEntry
 from .session import SOURCE_BASE, ModelSession
 from .views import BoxSpec, CategoryPanel, CompareView, ForgetPanel, ImagePanel, ModelPanel
+from .views.audit_view import AuditView
 from .views.load_dialog import LoadModelDialog
 from .workers import ForgetWorker, TaskRunner
 
@@ -119,6 +120,7 @@ class MainWindow(QMainWindow):
     job_failed = Signal(str)
     evaluated = Signal(object)  # {class: AP}
     results_saved = Signal(str)
+    audited = Signal(object)  # AuditReport
 
     def __init__(
         self,
@@ -165,6 +167,11 @@ class MainWindow(QMainWindow):
         self.left_tabs.addTab(self.image_panel, "Images")
         self.left_tabs.addTab(self.category_panel, "Categories")
         self.left_tabs.addTab(self.model_panel, "Model")
+        self.audit_view = AuditView()
+        self.left_tabs.addTab(self.audit_view, "Audit")
+        self._auditing = False
+        #: forget-class boxes per side the app's audit uses (``tools/audit.py`` for more)
+        self.audit_max_samples = 300
 
         self.compare = CompareView()
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
@@ -215,6 +222,7 @@ class MainWindow(QMainWindow):
         self.model_panel.open_run_requested.connect(self._open_run_dialog)
         self.forget_panel.forget_requested.connect(self.start_forget)
         self.forget_panel.cancel_requested.connect(self.cancel_forget)
+        self.audit_view.run_requested.connect(self.run_audit)
         self.category_panel.model.dataChanged.connect(lambda *_: self._redraw())
         self._update_threshold_label()
         self.compare.before.set_placeholder("Load a model and images")
@@ -342,6 +350,9 @@ class MainWindow(QMainWindow):
         self.forget_action.setEnabled(has_model and not running)
         self.cancel_action.setEnabled(running)
         self.evaluate_action.setEnabled(has_model and not running)
+        self.audit_view.run_button.setEnabled(
+            not running and not self._auditing and has_model and self.session.result is not None
+        )
         self.save_action.setEnabled(
             not running and self.session is not None and self.session.result is not None
         )
@@ -450,6 +461,7 @@ class MainWindow(QMainWindow):
             self.session.records = records
         self.model_panel.set_history(records)
         self._show_record(records[-1] if records else None)
+        self.audit_view.load_run_dir(path)
         self.history_loaded.emit(len(records))
 
     def _open_run_dialog(self) -> None:
@@ -776,6 +788,7 @@ class MainWindow(QMainWindow):
         self.set_display_filter(self.display_filter)
         self._request_detections()
         self._redraw(new_image=True)
+        self.audit_view.load_run_dir(result.output_dir)
         self.job_finished.emit(result)
 
     @Slot(str)
@@ -833,6 +846,68 @@ class MainWindow(QMainWindow):
         self.category_panel.model.set_ap(before=per_class)
         self.left_tabs.setCurrentWidget(self.category_panel)
         self.evaluated.emit(per_class)
+
+    # ------------------------------------------------------------------ audit
+    def run_audit(self) -> None:
+        """Audit the last job (membership inference, box-feature probe) in the background.
+
+        Base = the model the job started from, forgotten = its result; members are boxes
+        of ``DATASETS.TRAIN[0]``, non-members of ``DATASETS.TEST[0]``. The report goes to
+        ``audit.json`` in the job's folder and into the Audit tab (``audited``).
+        """
+        session = self.session
+        if session is None or session.result is None:
+            self.show_error("Nothing to audit", "Run a forgetting job first.")
+            return
+        cfg = session.result_cfg
+        if not len(cfg.DATASETS.TRAIN) or not len(cfg.DATASETS.TEST):
+            self.show_error("No dataset", "The audit needs DATASETS.TRAIN and DATASETS.TEST.")
+            return
+        forget = self.forgotten_ids()
+        run_dir = Path(session.result.output_dir)
+        max_samples = self.audit_max_samples
+
+        def work():
+            from detectron2.data import DatasetCatalog
+
+            from det_forget.audit import AUDIT_FILE_NAME, audit_detector
+
+            report = audit_detector(
+                session.loaded.model,
+                session.result.model,
+                cfg=session.loaded.cfg,
+                member_dicts=DatasetCatalog.get(cfg.DATASETS.TRAIN[0]),
+                nonmember_dicts=DatasetCatalog.get(cfg.DATASETS.TEST[0]),
+                forget_classes=forget,
+                class_names=session.class_names,
+                max_samples=max_samples,
+                sources={"base": session.loaded.weights, "forgotten": str(run_dir)},
+            )
+            report.command = "det_forget app: Audit ▸ Run audit"
+            return report, str(report.save(run_dir / AUDIT_FILE_NAME))
+
+        self._auditing = True
+        self.audit_view.set_running(True)
+        self._update_enabled()
+        self.statusBar().showMessage("Auditing the forgetting result …")
+        self.runner.submit(work, self._on_audited, self._on_audit_failed)
+
+    def _on_audited(self, payload) -> None:
+        report, path = payload
+        self._auditing = False
+        self.audit_view.set_running(False)
+        self.audit_view.set_report(report, path)
+        self.left_tabs.setCurrentWidget(self.audit_view)
+        self._update_enabled()
+        self.statusBar().showMessage(f"Audit written to {path}", 8000)
+        self.audited.emit(report)
+
+    def _on_audit_failed(self, error: BaseException, tb: str) -> None:
+        self._auditing = False
+        self.audit_view.set_running(False)
+        self.audit_view.show_error(f"The audit failed: {error}")
+        self._update_enabled()
+        self._task_error("Cannot audit the result", error, tb)
 
     # ------------------------------------------------------------------ saving
     def _save_dialog(self) -> None:

@@ -1,0 +1,209 @@
+"""The forgetting audit of a run, read-only: MIA AUC and probe per model, and the verdict.
+
+Shows the ``audit.json`` of a run folder (written by ``tools/audit.py`` or by the app's
+"Run audit"), see ``docs/audit.md`` for what each number means.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from det_forget.audit import AUDIT_FILE_NAME, MODEL_ROLES, AuditReport, load_report
+
+from ..models.table_base import ColumnsTableModel
+
+__all__ = ["AuditTableModel", "AuditView"]
+
+_PLACEHOLDER = (
+    "No audit for this run yet. Run the audit here (detection) or with "
+    "tools/audit.py, which writes audit.json into the run folder."
+)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+class AuditTableModel(ColumnsTableModel):
+    """One row per audited model (base, forgotten, retrained)."""
+
+    COLUMNS = (
+        "Model",
+        "MIA AUC (loss)",
+        "MIA AUC (confidence)",
+        "Best attack acc.",
+        "Probe bal. acc.",
+        "Probe AUC",
+        "Forget acc. %",
+    )
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._rows: list[list[str]] = []
+        self._tips: list[str] = []
+
+    def set_report(self, report: AuditReport | None) -> None:
+        """Show ``report`` (None: empty table)."""
+        self.beginResetModel()
+        self._rows, self._tips = [], []
+        if report is not None:
+            for role in MODEL_ROLES:
+                m = report.models.get(role)
+                if m is None:
+                    continue
+                loss = m.membership.get("loss")
+                conf = m.membership.get("confidence")
+                head = m.membership.get(report.headline_attack)
+                self._rows.append(
+                    [
+                        role,
+                        "–" if loss is None else f"{loss.auc:.3f} ± {loss.auc_std_error:.3f}",
+                        "–" if conf is None else f"{conf.auc:.3f} ± {conf.auc_std_error:.3f}",
+                        _fmt(None if head is None else head.best_balanced_accuracy),
+                        _fmt(None if m.probe is None else m.probe.balanced_accuracy),
+                        _fmt(None if m.probe is None else m.probe.auc),
+                        _fmt(m.forget_accuracy, 1),
+                    ]
+                )
+                self._tips.append(m.source)
+        self.endResetModel()
+
+    def _row_count(self) -> int:
+        return len(self._rows)
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._rows[index.row()][index.column()]
+        if role == Qt.ItemDataRole.ToolTipRole and index.column() == 0:
+            return self._tips[index.row()]
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() > 0:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class AuditView(QWidget):
+    """The audit tab: pass/fail line, the verdict, the numbers, what data they came from.
+
+    Signals:
+        run_requested(): "Run audit" was clicked.
+    """
+
+    run_requested = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.report: AuditReport | None = None
+        self.source_path: str | None = None
+        self.status = QLabel()
+        self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.verdict = QLabel(_PLACEHOLDER)
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.table_model = AuditTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.table_model)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.run_button = QPushButton("Run audit")
+        self.run_button.setToolTip(
+            "Membership inference and a box-feature probe on the forgotten classes, "
+            "before vs after forgetting (writes audit.json into the run folder)"
+        )
+        self.run_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run_requested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.run_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
+
+    def set_report(self, report: AuditReport | None, source: str | None = None) -> None:
+        """Show ``report`` (None: the placeholder); ``source`` is the file it came from."""
+        self.report, self.source_path = report, source
+        self.table_model.set_report(report)
+        if report is None:
+            self.status.setText("")
+            self.verdict.setText(_PLACEHOLDER)
+            self.details.setText("")
+            return
+        ok = report.within_tolerance
+        colour = "#1a7f37" if ok else "#cf222e"
+        self.status.setText(
+            f"<b style='color:{colour}'>{'PASS' if ok else 'FAIL'}</b>: forgotten MIA AUC "
+            f"{report.auc('forgotten'):.3f} vs {report.reference_auc:.3f} "
+            f"({report.reference}), tolerance {report.tolerance:g}"
+        )
+        self.verdict.setText(report.verdict)
+        data = report.data
+        lines = [
+            f"Task: {report.task}; forgotten classes: {', '.join(report.forget_classes)}",
+            f"Members: {data.get('members', '?')}",
+            f"Non-members: {data.get('nonmembers', '?')}",
+            f"Probe: {data.get('probe', '?')}",
+        ]
+        if source:
+            lines.append(f"Report: {source}")
+        self.details.setText("\n".join(lines))
+
+    def show_error(self, message: str) -> None:
+        """Show why no report could be shown (an unreadable file, a failed audit)."""
+        self.set_report(None)
+        self.verdict.setText(message)
+
+    def load_run_dir(self, path: str | Path | None) -> bool:
+        """Show the run's ``audit.json`` when it has one; the placeholder otherwise.
+
+        Args:
+            path: a run folder, a file inside one, or None.
+
+        Returns:
+            Whether a report is shown.
+        """
+        if path is None:
+            self.set_report(None)
+            return False
+        folder = Path(path)
+        if not folder.is_dir():
+            folder = folder.parent
+        report_path = folder / AUDIT_FILE_NAME
+        if not report_path.is_file():
+            self.set_report(None)
+            return False
+        try:
+            report = load_report(report_path)
+        except (OSError, ValueError) as e:
+            self.show_error(f"Cannot read {report_path}: {e}")
+            return False
+        self.set_report(report, str(report_path))
+        return True
+
+    def set_running(self, running: bool) -> None:
+        """Disable the button and say so while an audit runs."""
+        self.run_button.setText("Auditing …" if running else "Run audit")
+        if running:
+            self.run_button.setEnabled(False)
+
+    def cell_text(self, row: int, column: int) -> str:
+        """The text of a table cell (tests and screenshots)."""
+        return str(self.table_model.data(self.table_model.index(row, column)))

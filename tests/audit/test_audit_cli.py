@@ -1,0 +1,336 @@
+"""audit_classifier / audit_detector on tiny models, and tools/audit.py on tiny runs."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from det_forget.audit import (
+    ATTACKS,
+    AUDIT_FILE_NAME,
+    AuditReport,
+    audit_classifier,
+    audit_detector,
+    load_report,
+    membership_verdict,
+)
+from det_forget.classification import (
+    PretrainRecipe,
+    ViTClassifier,
+    load_image_folder,
+    save_classifier,
+    train_classifier,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_ARCH = dict(img_size=16, in_chans=1, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+NUM_IDS = 4
+
+
+@contextlib.contextmanager
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with _one_thread():
+        yield
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"audit_tool_{name}", ROOT / "tools" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _identity_folder(root: Path, per_id: int, seed: int) -> Path:
+    """``root/id_<k>/<n>.png``: a fixed coarse pattern per identity plus noise."""
+    patterns = np.random.default_rng(1234).integers(0, 2, (NUM_IDS, 4, 4)) * 0.8 + 0.1
+    patterns[:, 0, 0] = np.linspace(0.1, 0.9, NUM_IDS)  # distinct even if two codes collide
+    rng = np.random.default_rng(seed)
+    for k in range(NUM_IDS):
+        folder = root / f"id_{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        big = np.kron(patterns[k], np.ones((4, 4)))
+        for n in range(per_id):
+            img = big * rng.uniform(0.8, 1.0) + rng.normal(0, 0.15, big.shape)
+            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            Image.fromarray(arr, mode="L").save(folder / f"{n:03d}.png")
+    return root
+
+
+def _train(data, epochs: int = 15) -> ViTClassifier:
+    torch.manual_seed(0)
+    model = ViTClassifier(num_classes=NUM_IDS, pixel_mean=(0.5,), pixel_std=(0.25,), **TINY_ARCH)
+    recipe = PretrainRecipe(
+        epochs=epochs, batch_size=32, base_lr=3e-3, warmup_epochs=1, augment=False
+    )
+    train_classifier(model, data, None, recipe)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory):
+    """Identity folders, a trained base checkpoint and a model retrained without ``id_1``."""
+    base_dir = tmp_path_factory.mktemp("audit_ids")
+    with _one_thread():
+        train_root = _identity_folder(base_dir / "train", per_id=40, seed=0)
+        test_root = _identity_folder(base_dir / "test", per_id=30, seed=1)
+        train = load_image_folder(train_root, image_size=16, channels=1)
+        test = load_image_folder(test_root, image_size=16, channels=1, classes=train.classes)
+        base = _train(train)
+        weights = save_classifier(base, base_dir / "base.safetensors")
+        retrained = _train(train.of_classes([0, 2, 3]))
+    return {
+        "train_root": train_root,
+        "test_root": test_root,
+        "train": train,
+        "test": test,
+        "base": base,
+        "weights": weights,
+        "retrained": retrained,
+    }
+
+
+def _surgically_forgotten(model: ViTClassifier, cls: int) -> ViTClassifier:
+    """The base model whose head never predicts ``cls`` (a crude forgetting)."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        out.vit.head.bias[cls] -= 50.0
+    return out
+
+
+def _check_report_fields(doc: dict, roles: set[str]) -> None:
+    for key in (
+        "task",
+        "forget_classes",
+        "headline_attack",
+        "tolerance",
+        "reference",
+        "reference_auc",
+        "forgotten_auc",
+        "base_auc",
+        "within_tolerance",
+        "verdict",
+        "models",
+        "data",
+        "seconds",
+        "created",
+    ):
+        assert key in doc, f"report lacks {key!r}"
+    assert set(doc["models"]) == roles
+    for role, m in doc["models"].items():
+        assert m["role"] == role and m["source"]
+        assert set(m["membership"]) == set(ATTACKS)
+        for r in m["membership"].values():
+            assert 0.0 <= r["auc"] <= 1.0 and r["auc_std_error"] >= 0.0
+            assert 0.5 <= r["best_balanced_accuracy"] <= 1.0
+            assert r["members"] > 0 and r["nonmembers"] > 0
+        assert 0.0 <= m["probe"]["balanced_accuracy"] <= 1.0
+        assert m["forget_accuracy"] is not None
+    assert isinstance(doc["within_tolerance"], bool)
+    assert ("within 0.05" in doc["verdict"]) != ("NOT within 0.05" in doc["verdict"])
+
+
+def test_audit_classifier_reports_every_field(tiny_task, tmp_path):
+    t = tiny_task
+    forgotten = _surgically_forgotten(t["base"], 1)
+    report = audit_classifier(
+        t["base"],
+        forgotten,
+        retrained=t["retrained"],
+        members=t["train"],
+        nonmembers=t["test"],
+        forget_classes=[1],
+        max_samples=30,
+        probe_per_class=30,
+        sources={"base": str(t["weights"])},
+    )
+    assert report.forget_classes == ["id_1"] and report.reference == "retrained"
+    assert report.models["forgotten"].forget_accuracy == 0.0
+    assert report.models["base"].forget_accuracy > 90.0
+    assert report.models["retrained"].forget_accuracy == 0.0
+    assert report.data["members_count"] == 30 and report.data["nonmembers_count"] == 30
+    # The head-only surgery leaves the features untouched: the probe sees the same thing.
+    assert report.models["forgotten"].probe == report.models["base"].probe
+    doc = report.to_dict()
+    _check_report_fields(doc, {"base", "forgotten", "retrained"})
+    assert doc["reference_auc"] == report.auc("retrained")
+    path = report.save(tmp_path / "r" / AUDIT_FILE_NAME)
+    back = load_report(path.parent)
+    assert back.to_dict() == json.loads(path.read_text())
+    table = report.format_table()
+    assert all(role in table for role in ("base", "forgotten", "retrained"))
+    assert "MIA AUC loss" in table and ("PASS" in table or "FAIL" in table)
+
+
+def test_verdict_says_plainly_whether_within_tolerance():
+    ok, text = membership_verdict(0.51, 0.50)
+    assert ok and "within 0.05" in text and "NOT" not in text and "0.510" in text
+    bad, text = membership_verdict(0.62, 0.50)
+    assert not bad and "NOT within 0.05" in text and "difference 0.120" in text
+    ok, text = membership_verdict(0.47, None)
+    assert ok and "chance" in text
+    with pytest.raises(ValueError, match="needs a .base. model"):
+        AuditReport(task="classification", forget_classes=[], models={})
+
+
+def _forget_tool_opts(t, output_dir: Path, *extra: str) -> list[str]:
+    opts = {
+        "OUTPUT_DIR": str(output_dir),
+        "CLS.DATASET": "image_folder",
+        "CLS.DATA_ROOT": str(t["train_root"]),
+        "CLS.TEST_ROOT": str(t["test_root"]),
+        "CLS.VAL_PER_CLASS": "8",
+        "CLS.VAL_EVAL_PER_CLASS": "8",
+        "CLS.WEIGHTS": str(t["weights"]),
+        "CLS.NUM_THREADS": "1",
+        "CLS.MODEL.NUM_CLASSES": str(NUM_IDS),
+        "CLS.MODEL.IMG_SIZE": "16",
+        "CLS.MODEL.PATCH_SIZE": "4",
+        "CLS.MODEL.EMBED_DIM": "32",
+        "CLS.MODEL.DEPTH": "2",
+        "CLS.MODEL.NUM_HEADS": "2",
+        "CLS.MODEL.PIXEL_MEAN": "[0.5]",
+        "CLS.MODEL.PIXEL_STD": "[0.25]",
+        "CLS.SOLVER.BATCH_SIZE": "32",
+        "FORGET.CLASSES": "['id_2']",
+        "FORGET.DATA_RATIO": "1.0",
+        "FORGET.MAX_ITER": "30",
+        "FORGET.EARLY_STOP.PERIOD": "10",
+        "FORGET.LOSS.BOUND": "10.0",
+        "FORGET.LOSS.FORGET_WEIGHT": "0.5",
+    }
+    return [x for kv in opts.items() for x in kv] + list(extra)
+
+
+def test_cli_classification_audits_a_run_folder(tiny_task, tmp_path, capsys):
+    forget_tool, audit_tool = _load_tool("forget_classification"), _load_tool("audit")
+    run = tmp_path / "run"
+    opts = _forget_tool_opts(tiny_task, run, "FORGET.SAVE_MERGED", "False")
+    assert forget_tool.main(opts) == 0
+    assert not (run / "artifacts" / "model_final.safetensors").exists()  # adapters only
+    acc_f = json.loads((run / "metrics.json").read_text())["summary"]["tasks"][0]["acc_f"]
+    args = ["--task", "classification", "--forgotten", str(run), "--max-samples", "40"]
+    args += ["--note", "tiny run"]
+    assert audit_tool.main([*args, "--retrained", str(tiny_task["weights"]), *opts]) == 0
+    doc = json.loads((run / AUDIT_FILE_NAME).read_text())  # default: next to the run
+    _check_report_fields(doc, {"base", "forgotten", "retrained"})
+    assert doc["forget_classes"] == ["id_2"]  # read from the run's metrics.json
+    # The adapters were merged onto the base model: the audit sees the run's forgetting.
+    assert doc["models"]["forgotten"]["forget_accuracy"] == pytest.approx(acc_f)
+    assert doc["command"].startswith("tools/audit.py --task classification")
+    assert doc["data"]["note"] == "tiny run"
+    out = capsys.readouterr().out
+    assert "MIA AUC loss" in out and "wrote" in out
+
+
+def test_cli_classification_errors_exit_2(tiny_task, tmp_path):
+    audit_tool = _load_tool("audit")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    opts = _forget_tool_opts(tiny_task, tmp_path / "unused")
+    args = ["--task", "classification", "--forgotten", str(empty)]
+    assert audit_tool.main([*args, *opts]) == 2
+    assert not (empty / AUDIT_FILE_NAME).exists()
+    file_args = ["--task", "classification", "--forgotten", str(tiny_task["weights"])]
+    assert audit_tool.main([*file_args, *opts]) == 2  # a file needs --output
+
+
+@pytest.fixture(scope="module")
+def tiny_detection(tiny_shapes, tmp_path_factory):
+    from detection_fixtures import TINY_VAL, save_base_checkpoint, tiny_cfg
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    root = tmp_path_factory.mktemp("audit_det")
+    cfg = tiny_cfg(root / "out")
+    config_file = root / "tiny.yaml"
+    config_file.write_text(cfg.dump())
+    base = save_base_checkpoint(cfg, root / "base.pth", seed=0)
+    other = save_base_checkpoint(cfg, root / "other.pth", seed=1)
+    counts = collections.Counter(
+        a["category_id"] for d in DatasetCatalog.get(TINY_VAL) for a in d["annotations"]
+    )
+    names = MetadataCatalog.get(TINY_VAL).thing_classes
+    forget = [names[c] for c, _ in counts.most_common(2)]
+    return cfg, config_file, base, other, forget
+
+
+def test_audit_detector_on_tiny_models(tiny_detection):
+    from detection_fixtures import TINY_TRAIN, TINY_VAL
+    from detectron2.data import DatasetCatalog
+
+    from det_forget.engine.inference import load_detector
+
+    cfg, _, base, other, forget = tiny_detection
+    a, b = load_detector(cfg, base), load_detector(cfg, other)
+    ids = [a.class_names.index(n) for n in forget]
+    report = audit_detector(
+        a.model,
+        b.model,
+        cfg=a.cfg,
+        member_dicts=DatasetCatalog.get(TINY_TRAIN),
+        nonmember_dicts=DatasetCatalog.get(TINY_VAL),
+        forget_classes=ids,
+        class_names=a.class_names,
+        max_samples=0,
+    )
+    doc = report.to_dict()
+    _check_report_fields(doc, {"base", "forgotten"})
+    assert doc["reference"] == "chance" and doc["reference_auc"] == 0.5
+    assert sorted(doc["forget_classes"]) == sorted(forget)
+    assert doc["data"]["probe_count"] > doc["data"]["nonmembers_count"] > 0
+    # Box features come from the box head (FORGET_OUTPUTS): FC_DIM of the tiny config.
+    assert doc["models"]["base"]["probe"]["feature_dim"] == cfg.MODEL.ROI_BOX_HEAD.FC_DIM
+
+
+def test_cli_detection_reads_classes_from_the_run(tiny_detection, tmp_path):
+    audit_tool = _load_tool("audit")
+    _, config_file, base, other, forget = tiny_detection
+    run = tmp_path / "det_run"
+    run.mkdir()
+    shutil.copy(other, run / "model_merged.pth")
+    task = {"task": {"index": 0}, "classes": {"forget": forget, "retain": []}}
+    (run / "forget_report.json").write_text(json.dumps({"tasks": [task]}))
+    args = ["--task", "detection", "--config-file", str(config_file), "--base", base]
+    out = tmp_path / "report.json"
+    rc = audit_tool.main([*args, "--forgotten", str(run), "--output", str(out), "--seed", "1"])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    _check_report_fields(doc, {"base", "forgotten"})
+    assert doc["task"] == "detection" and sorted(doc["forget_classes"]) == sorted(forget)
+    assert doc["models"]["forgotten"]["source"] == str(run)
+
+
+def test_verdict_warns_when_too_few_samples(tiny_task):
+    t = tiny_task
+    report = audit_classifier(
+        t["base"],
+        _surgically_forgotten(t["base"], 1),
+        members=t["train"],
+        nonmembers=t["test"],
+        forget_classes=[1],
+        max_samples=10,
+        probe_per_class=10,
+    )
+    assert report.reference == "chance" and "chance" in report.verdict
+    assert "standard error" in report.verdict and "audit more samples" in report.verdict

@@ -1,0 +1,141 @@
+"""The Audit tab: shows a run's audit.json, and runs the detection audit from the app."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from det_forget.audit import (
+    AUDIT_FILE_NAME,
+    AuditReport,
+    MembershipResult,
+    ModelAudit,
+    ProbeResult,
+)
+
+
+def _model(role: str, auc: float, probe_acc: float, forget_acc: float) -> ModelAudit:
+    membership = {
+        attack: MembershipResult(
+            attack=attack,
+            auc=auc + shift,
+            auc_std_error=0.013,
+            best_balanced_accuracy=0.52,
+            threshold=-0.1,
+            members=1000,
+            nonmembers=1000,
+            member_mean=-0.1,
+            nonmember_mean=-0.12,
+        )
+        for attack, shift in (("loss", 0.0), ("confidence", 0.001))
+    }
+    probe = ProbeResult(
+        balanced_accuracy=probe_acc,
+        auc=0.99,
+        train_samples=1600,
+        test_positives=200,
+        test_negatives=200,
+        feature_dim=96,
+        seed=0,
+        train_balanced_accuracy=0.99,
+    )
+    return ModelAudit(role, f"/models/{role}", membership, probe, forget_acc)
+
+
+def _report(forgotten_auc: float = 0.512) -> AuditReport:
+    return AuditReport(
+        task="classification",
+        forget_classes=["Trouser", "Bag"],
+        models={
+            "base": _model("base", 0.61, 0.988, 97.3),
+            "forgotten": _model("forgotten", forgotten_auc, 0.983, 0.0),
+            "retrained": _model("retrained", 0.503, 0.887, 0.0),
+        },
+        data={"members": "training samples (1000)", "nonmembers": "test samples (1000)"},
+    )
+
+
+def test_audit_view_shows_the_numbers_and_verdict(qtbot):
+    from gui.views.audit_view import AuditView
+
+    view = AuditView()
+    qtbot.addWidget(view)
+    assert view.table_model.rowCount() == 0 and "No audit" in view.verdict.text()
+    view.set_report(_report())
+    assert view.table_model.rowCount() == 3
+    assert [view.cell_text(r, 0) for r in range(3)] == ["base", "forgotten", "retrained"]
+    assert view.cell_text(1, 1) == "0.512 ± 0.013"  # forgotten, MIA AUC (loss)
+    assert view.cell_text(1, 2) == "0.513 ± 0.013"  # confidence attack
+    assert view.cell_text(0, 4) == "0.988" and view.cell_text(2, 4) == "0.887"  # probe
+    assert view.cell_text(0, 6) == "97.3" and view.cell_text(1, 6) == "0.0"
+    assert "PASS" in view.status.text() and "0.512 vs 0.503" in view.status.text()
+    assert "within 0.05" in view.verdict.text() and "NOT" not in view.verdict.text()
+    assert "Trouser, Bag" in view.details.text()
+    view.set_report(_report(forgotten_auc=0.64))
+    assert "FAIL" in view.status.text() and "NOT within 0.05" in view.verdict.text()
+
+
+def test_audit_view_reads_a_run_folder(qtbot, tmp_path):
+    from gui.views.audit_view import AuditView
+
+    view = AuditView()
+    qtbot.addWidget(view)
+    run = tmp_path / "run"
+    _report().save(run / AUDIT_FILE_NAME)
+    assert view.load_run_dir(run)
+    assert view.cell_text(1, 1) == "0.512 ± 0.013"
+    assert view.source_path == str(run / AUDIT_FILE_NAME)
+    assert view.load_run_dir(run / "metrics.json")  # a file in the run folder works too
+    assert not view.load_run_dir(tmp_path)  # no audit.json: placeholder, empty table
+    assert view.table_model.rowCount() == 0 and "No audit" in view.verdict.text()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / AUDIT_FILE_NAME).write_text("{")
+    assert not view.load_run_dir(bad)
+    assert "Cannot read" in view.verdict.text() and view.table_model.rowCount() == 0
+
+
+def test_open_run_history_shows_its_audit(window, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    task = {"task": {"index": 0}, "classes": {"forget": ["Trouser"], "retain": ["Bag"]}}
+    (run / "forget_report.json").write_text(json.dumps({"tasks": [task]}))
+    _report().save(run / AUDIT_FILE_NAME)
+    window.open_run(str(run))
+    assert window.audit_view.report is not None
+    assert window.audit_view.cell_text(1, 1) == "0.512 ± 0.013"
+    assert window.errors == []
+
+
+def test_run_audit_on_a_forgetting_result(qtbot, loaded, mini_val, tmp_path):
+    from det_forget.engine import JobResult
+
+    w = loaded
+    assert not w.audit_view.run_button.isEnabled()  # nothing forgotten yet
+    cfg = w.session.cfg.clone()
+    cfg.defrost()
+    cfg.DATASETS.TEST = (mini_val,)
+    history = [{"task": {"index": 0}, "classes": {"forget": ["blue_triangle"], "retain": []}}]
+    out = tmp_path / "job"
+    out.mkdir()
+    # A real detector as the "result": a copy of the loaded one (nothing forgotten).
+    result = JobResult(
+        history=history, output_dir=str(out), model=copy.deepcopy(w.session.loaded.model)
+    )
+    w.session.set_result(result, cfg, [])
+    w._update_enabled()
+    assert w.audit_view.run_button.isEnabled()
+    w.audit_max_samples = 12
+    with qtbot.waitSignal(w.audited, timeout=120000) as blocker:
+        w.audit_view.run_button.click()
+    report = blocker.args[0]
+    assert w.errors == []
+    assert report.task == "detection" and report.forget_classes == ["blue_triangle"]
+    # Same weights on both sides: identical numbers, so the check passes trivially.
+    assert report.auc("forgotten") == report.auc("base")
+    doc = json.loads((out / AUDIT_FILE_NAME).read_text())
+    assert doc["forgotten_auc"] == report.auc("forgotten")
+    assert w.audit_view.table_model.rowCount() == 2
+    assert w.audit_view.cell_text(0, 1).startswith(f"{report.auc('base'):.3f}")
+    assert w.left_tabs.currentWidget() is w.audit_view
+    assert w.audit_view.run_button.isEnabled() and w.audit_view.run_button.text() == "Run audit"

@@ -1,0 +1,346 @@
+#!/usr/bin/env python
+"""Audit a forgetting run: membership inference and linear probes, base vs forgotten (vs retrain).
+
+Examples::
+
+    python tools/audit.py --task classification \
+        --config-file configs/classification/gs_lora.yaml \
+        --forgotten output/classification/gs_lora \
+        --retrained output/classification/baseline_retrain
+    python tools/audit.py --task detection --config-file configs/coco_forget.yaml \
+        --forgotten output/coco_forget --max-samples 500
+
+``--forgotten`` (and ``--retrained``) take a run folder (``OUTPUT_DIR``) or a checkpoint.
+Classification runs: ``artifacts/model_final.safetensors``, else the base model with the
+task adapters ``artifacts/task_*/adapter`` merged in order. Detection runs: the base
+checkpoint with ``adapters/task_*`` (as the app loads them), else ``model_merged.pth``.
+The forgotten classes come from the run (``metrics.json`` / ``forget_report.json``),
+else from the config; ``--forget-classes`` overrides both.
+
+Prints a table and writes the JSON report (``--output``; default ``audit.json`` in the
+forgotten run's folder, where the app finds it). Trailing ``KEY VALUE`` pairs override
+config keys. The exit status is 0 whether or not the check passes (read
+``within_tolerance`` in the JSON); it is 2 for bad arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+
+import det_forget  # noqa: E402,F401  (registers the detectron2 components and datasets)
+from det_forget.audit import AUDIT_FILE_NAME, AuditReport, audit_classifier, audit_detector  # noqa: E402
+
+logger = logging.getLogger("det_forget.tools.audit")
+
+DEFAULT_CONFIGS = {
+    "classification": "configs/classification/gs_lora.yaml",
+    "detection": "configs/coco_forget.yaml",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(DEFAULT_CONFIGS), required=True)
+    parser.add_argument(
+        "--config-file",
+        default="",
+        metavar="FILE",
+        help="config of the run (default: gs_lora.yaml / coco_forget.yaml)",
+    )
+    parser.add_argument(
+        "--base",
+        default="",
+        metavar="FILE",
+        help="checkpoint before forgetting (default: the config's CLS.WEIGHTS / MODEL.WEIGHTS)",
+    )
+    parser.add_argument(
+        "--forgotten",
+        required=True,
+        metavar="PATH",
+        help="the forgetting run's OUTPUT_DIR, or a checkpoint after forgetting",
+    )
+    parser.add_argument(
+        "--retrained",
+        default="",
+        metavar="PATH",
+        help="optional run folder or checkpoint of a model retrained without the classes",
+    )
+    parser.add_argument(
+        "--forget-classes",
+        nargs="+",
+        default=None,
+        metavar="CLASS",
+        help="names or ids of the forgotten classes (default: from the run, else the config)",
+    )
+    parser.add_argument(
+        "--output",
+        default="",
+        metavar="FILE",
+        help=f"report JSON (default: <forgotten run folder>/{AUDIT_FILE_NAME})",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=1000,
+        help="members and non-members each, at most (samples or boxes; 0: all)",
+    )
+    parser.add_argument(
+        "--probe-per-class",
+        type=int,
+        default=200,
+        help="classification: held-out images per class for the probe (0: all)",
+    )
+    parser.add_argument("--tolerance", type=float, default=0.05, help="allowed MIA AUC gap")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--note",
+        default="",
+        help="free text stored in the report (e.g. how the models were made)",
+    )
+    parser.add_argument(
+        "opts",
+        default=None,
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs",
+    )
+    return parser
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies inside it (portable reports)."""
+    if not path:
+        return path
+    absolute = os.path.abspath(path)
+    inside = os.path.commonpath([absolute, os.getcwd()]) == os.getcwd()
+    return os.path.relpath(absolute) if inside else path
+
+
+def default_output(args: argparse.Namespace) -> Path:
+    """``--output``, else ``audit.json`` in the forgotten run's folder."""
+    if args.output:
+        return Path(args.output)
+    forgotten = Path(args.forgotten)
+    if forgotten.is_dir():
+        return forgotten / AUDIT_FILE_NAME
+    raise ValueError(f"--forgotten {forgotten} is a file; say where the report goes with --output")
+
+
+# ---------------------------------------------------------------------------- classification
+
+
+def _task_adapters(folder: Path) -> list[Path]:
+    dirs = [d / "adapter" for d in folder.glob("task_*") if (d / "adapter").is_dir()]
+    return sorted(dirs, key=lambda d: int(d.parent.name.split("_")[-1]))
+
+
+def load_classifier_run(path: str, base_path: str, expected_arch: dict) -> torch.nn.Module:
+    """A classifier from a checkpoint or a ``tools/forget_classification.py`` run folder.
+
+    Raises:
+        FileNotFoundError: ``path`` holds neither a merged model nor adapters.
+    """
+    from det_forget.classification import load_classifier
+    from det_forget.lora import (
+        LoraConfig,
+        inject_lora,
+        load_adapter,
+        lora_layers,
+        merge_and_reset_adapters,
+        read_adapter_config,
+        unload_adapters,
+    )
+
+    p = Path(path)
+    if p.is_file():
+        return load_classifier(p, expected_arch)[0]
+    artifacts = p / "artifacts" if (p / "artifacts").is_dir() else p
+    merged = artifacts / "model_final.safetensors"
+    if merged.is_file():
+        return load_classifier(merged, expected_arch)[0]
+    adapters = _task_adapters(artifacts)
+    if not adapters:
+        raise FileNotFoundError(
+            f"{p} holds no classifier: expected a .safetensors checkpoint, "
+            "artifacts/model_final.safetensors or artifacts/task_*/adapter folders"
+        )
+    # Each task's adapter was trained on the model with the earlier ones merged.
+    model = load_classifier(base_path, expected_arch)[0]
+    for directory in adapters:
+        if any(True for _ in lora_layers(model)):
+            merge_and_reset_adapters(model)
+        else:
+            inject_lora(model, LoraConfig.from_dict(read_adapter_config(directory)["lora_config"]))
+        load_adapter(model, directory)
+    return unload_adapters(model, merge=True).eval()
+
+
+def forgotten_classifier_classes(run: Path) -> list[int] | None:
+    """Class ids every task of a classification run forgot, from its ``metrics.json``."""
+    metrics = run / "metrics.json" if run.is_dir() else None
+    if metrics is None or not metrics.is_file():
+        return None
+    doc = json.loads(metrics.read_text())
+    ids: list[int] = []
+    for rec in doc.get("result", {}).get("tasks", []):
+        ids += [int(c) for c in rec["task"]["forget"] if int(c) not in ids]
+    return ids or None
+
+
+def run_classification(args: argparse.Namespace) -> AuditReport:
+    """Load the classification models and data named by ``args`` and audit them."""
+    from det_forget.classification import (
+        load_classifier,
+        load_splits,
+        read_checkpoint_info,
+        resolve_classes,
+        resolve_weights_path,
+        tasks_from_config,
+    )
+    from det_forget.classification.cli import setup_cfg
+
+    cfg = setup_cfg(args.config_file or DEFAULT_CONFIGS["classification"], args.opts)
+    base_path = args.base or str(resolve_weights_path(cfg.CLS.WEIGHTS))
+    arch = dict(read_checkpoint_info(base_path)["arch"])
+    data = load_splits(cfg)
+    base = load_classifier(base_path)[0]
+    if base.num_classes != data.test.num_classes:
+        raise ValueError(
+            f"{base_path} has {base.num_classes} classes, the dataset {data.test.num_classes}"
+        )
+    forgotten = load_classifier_run(args.forgotten, base_path, arch)
+    retrained = load_classifier_run(args.retrained, base_path, arch) if args.retrained else None
+    classes = data.test.classes
+    if args.forget_classes:
+        forget = resolve_classes(args.forget_classes, classes)
+    else:
+        forget = forgotten_classifier_classes(Path(args.forgotten))
+        if forget is None:
+            forget = sorted({c for t in tasks_from_config(cfg, classes) for c in t.forget})
+    return audit_classifier(
+        base,
+        forgotten,
+        retrained=retrained,
+        members=data.train,
+        nonmembers=data.test,
+        forget_classes=forget,
+        max_samples=args.max_samples,
+        probe_per_class=args.probe_per_class,
+        tolerance=args.tolerance,
+        seed=args.seed,
+        batch_size=cfg.CLS.EVAL_BATCH_SIZE,
+        sources=_sources(base_path, args),
+    )
+
+
+def _sources(base: str, args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "base": display_path(str(base)),
+        "forgotten": display_path(args.forgotten),
+        "retrained": display_path(args.retrained),
+    }
+
+
+# ---------------------------------------------------------------------------- detection
+
+
+def load_detector_run(cfg: Any, path: str, base_weights: str):
+    """A detector from a checkpoint or a ``tools/train_net.py`` forgetting run folder."""
+    from det_forget.engine.inference import load_detector
+
+    p = Path(path)
+    if p.is_file():
+        return load_detector(cfg, str(p))
+    adapters = sorted(
+        d for d in (p / "adapters").glob("task_*") if (d / "adapter_config.json").is_file()
+    )
+    if adapters:
+        return load_detector(cfg, base_weights, [str(d) for d in adapters])
+    if (p / "model_merged.pth").is_file():
+        return load_detector(cfg, str(p / "model_merged.pth"))
+    raise FileNotFoundError(
+        f"{p} holds no detector: expected a checkpoint, adapters/task_XX folders or "
+        "model_merged.pth"
+    )
+
+
+def run_detection(args: argparse.Namespace) -> AuditReport:
+    """Load the detectors and datasets named by ``args`` and audit them."""
+    from detectron2.data import DatasetCatalog
+
+    from det_forget.data.forget_retain import resolve_classes
+    from det_forget.engine.forget_data import tasks_from_config
+    from det_forget.engine.inference import build_config, load_detector, read_forget_history
+
+    cfg = build_config(args.config_file or DEFAULT_CONFIGS["detection"], args.opts or [])
+    base_weights = args.base or cfg.MODEL.WEIGHTS
+    base = load_detector(cfg, base_weights)
+    names = base.class_names
+    forgotten = load_detector_run(cfg, args.forgotten, base_weights)
+    retrained = load_detector_run(cfg, args.retrained, base_weights) if args.retrained else None
+    if not len(cfg.DATASETS.TRAIN) or not len(cfg.DATASETS.TEST):
+        raise ValueError("the config needs DATASETS.TRAIN (members) and DATASETS.TEST (held out)")
+    if args.forget_classes:
+        forget = resolve_classes(args.forget_classes, names, cfg.DATASETS.TRAIN[0])
+    else:
+        forget = None
+        if Path(args.forgotten).is_dir():
+            try:
+                records = read_forget_history(args.forgotten)
+            except (FileNotFoundError, ValueError):
+                records = []
+            forgot = [n for r in records for n in r.classes.get("forget", [])]
+            forget = sorted({names.index(n) for n in forgot if n in names}) or None
+        if forget is None:
+            forget = sorted({c for t in tasks_from_config(cfg) for c in t.forget})
+    return audit_detector(
+        base.model,
+        forgotten.model,
+        retrained=None if retrained is None else retrained.model,
+        cfg=base.cfg,
+        member_dicts=DatasetCatalog.get(cfg.DATASETS.TRAIN[0]),
+        nonmember_dicts=DatasetCatalog.get(cfg.DATASETS.TEST[0]),
+        forget_classes=forget,
+        class_names=names,
+        max_samples=args.max_samples,
+        tolerance=args.tolerance,
+        seed=args.seed,
+        sources=_sources(base_weights, args),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from detectron2.utils.logger import setup_logger
+
+    setup_logger(name="det_forget", abbrev_name="df")
+    try:
+        output = default_output(args)
+        report = run_classification(args) if args.task == "classification" else run_detection(args)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        logger.error("audit failed: %s", e)
+        return 2
+    argv_list = sys.argv[1:] if argv is None else list(argv)
+    report.command = "tools/audit.py " + shlex.join(argv_list)
+    if args.note:
+        report.data["note"] = args.note
+    report.save(output)
+    print(report.format_table())
+    print(f"\nwrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
