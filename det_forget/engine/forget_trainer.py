@@ -32,7 +32,7 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from ..config import lora_config_from_cfg
-from ..evaluation.coco_forget import ForgetCOCOEvaluator
+from ..evaluation.coco_forget import ForgetCOCOEvaluator, load_before
 from ..evaluation.metrics import forgetting_summary
 from ..forgetting import ForgetTask, ForgettingObjective, WeightAnchor, estimate_fisher
 from ..lora import lora_layers, merge_and_reset_adapters, save_adapter
@@ -104,7 +104,10 @@ class ForgetTaskHook(HookBase):
 
     def _initial_before(self) -> Any:
         if self.cfg.FORGET.BEFORE_REPORT:
-            return self.cfg.FORGET.BEFORE_REPORT  # ForgetCOCOEvaluator reads the report
+            # Per-class {"AP", "AP50"}, the form an evaluation returns, so the task summary
+            # and the next task's "before" read it alike.
+            ap, ap50 = load_before(self.cfg.FORGET.BEFORE_REPORT, self.trainer.thing_classes)
+            return {c: {"AP": v, "AP50": ap50.get(c)} for c, v in ap.items()}
         if not self.cfg.FORGET.EVAL_BEFORE:
             return None
         logger.info("Evaluating the model before forgetting ...")

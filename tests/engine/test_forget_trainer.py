@@ -199,3 +199,20 @@ def test_detr_family_forgetting_run_and_merged_checkpoint(tmp_path, tiny_shapes,
     assert len(merged) == len(ref) > 0
     torch.testing.assert_close(merged.scores, ref.scores, atol=1e-4, rtol=0)
     torch.testing.assert_close(merged.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
+
+
+def test_before_report_is_reused_instead_of_evaluating(tmp_path, tiny_shapes, base_weights):
+    from det_forget.engine.forget_data import thing_classes_of
+    from det_forget.evaluation.coco_forget import load_before
+
+    first = tmp_path / "first"
+    _run(tiny_cfg(first, **{"MODEL.WEIGHTS": base_weights}))
+    report = first / "inference" / "task_00" / "forget_report.json"  # an evaluator report
+    second = tmp_path / "second"
+    cfg = tiny_cfg(second, **{"MODEL.WEIGHTS": base_weights, "FORGET.BEFORE_REPORT": str(report)})
+    _, history = _run(cfg)
+    ap, _ = load_before(report, thing_classes_of(cfg))
+    assert {c: v["AP"] for c, v in history[0]["before"].items()} == ap
+    assert "drop" in history[0]["summary"] and "h_mean" in history[0]["summary"]
+    saved = json.loads((second / "forget_report.json").read_text())["tasks"][0]
+    assert saved["before"] == history[0]["before"]
