@@ -21,6 +21,7 @@ FORGET_METHODS = (
     "neg_grad_l1",  # baseline: -CE on forget, L1 on the weight change, no retain data
     "random_labels",  # baseline: CE to random labels on forget + CE on retain
     "bounded_l1",  # baseline: bounded forget loss + retain + L1 on weight change, no LoRA
+    "bounded_ft",  # baseline: GS-LoRA's bounded forget + retain loss on the full weights
     "l2",  # continual baseline: finetune + L2 to the weights before the task
     "ewc",  # continual baseline: finetune + EWC penalty (diagonal Fisher)
 )

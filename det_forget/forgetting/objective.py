@@ -35,6 +35,7 @@ METHOD_TERMS = {
     "neg_grad_l1": ("loss_forget_negative", "loss_weight_l1"),
     "random_labels": ("loss_retain", "loss_forget_random_labels"),
     "bounded_l1": ("loss_retain", "loss_forget_bounded", "loss_weight_l1"),
+    "bounded_ft": ("loss_retain", "loss_forget_bounded"),
     "l2": ("loss_retain", "loss_forget_bounded", "loss_weight_l2"),
     "ewc": ("loss_retain", "loss_forget_bounded", "loss_weight_ewc"),
 }
