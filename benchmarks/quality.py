@@ -1,0 +1,362 @@
+#!/usr/bin/env python
+"""Quality: every forgetting method on the embedded detection benchmark, and the
+classification table, in one report.
+
+Detection: each method starts from the shipped tiny ViT Faster R-CNN and forgets the
+demo's classes (``configs/coco_forget.yaml``: blue_triangle and cyan_ring) for
+``--iters`` iterations with ``ForgetTrainer``, exactly as ``tools/train_net.py`` runs it
+with ``FORGET.METHOD`` set (each row stores that command). AP_f / AP_r (COCO AP, %) on
+the whole val split, Drop, H-Mean (``forgetting_summary``), trainable share, time. The
+model is evaluated before forgetting once, by the first run; every row is scored against
+those numbers.
+
+Method settings: the LoRA methods use the demo's settings (no-retain puts its adapters on
+the attention q/k/v, as Poppi et al.); the full-weight baselines the same with the
+learning rate lowered to 1e-4 (the classification baselines' rate: 1e-3 on all weights
+wrecks the detector). Nothing is tuned per method. Retrain (train the base detector
+again without the forget classes) is left out: it is the 3000-iteration base training.
+
+Classification: the rows of ``benchmarks/results/classification.json`` (made by
+``benchmarks/classification_table.py``; ``--run-classification`` runs it first).
+
+    python benchmarks/quality.py                # full: about 10 runs of 200 iterations
+    python benchmarks/quality.py --iters 50     # shorter runs
+    python benchmarks/quality.py --smoke        # seconds-long check of the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (  # noqa: E402
+    DEMO_FORGET_CLASSES,
+    RESULTS_DIR,
+    ROOT,
+    add_common_arguments,
+    default_output,
+    describe_machine,
+    format_table,
+    median,
+    model_setup,
+    register_smoke_dataset,
+    write_json,
+)
+
+__all__ = ["DETECTION_METHODS", "main", "run_detection_method"]
+
+logger = logging.getLogger("det_forget.benchmarks.quality")
+
+_FULL_WEIGHTS = ("SOLVER.BASE_LR", 1e-4)
+
+#: (row label, FORGET.METHOD, extra overrides), in table order.
+DETECTION_METHODS = (
+    ("GS-LoRA", "gs_lora", ()),
+    ("GS-LoRA++", "gs_lora_pp", ()),
+    (
+        "Low-rank, no retain (Poppi)",
+        "no_retain",
+        ("FORGET.LORA.TARGET_MODULES", [], "FORGET.LORA.QKV_MODULES", ["attn.qkv"]),
+    ),
+    ("Fine-tune (retain data)", "finetune", _FULL_WEIGHTS),
+    ("Neg. gradient + retain", "neg_grad", _FULL_WEIGHTS),
+    ("Neg. gradient + L1, no retain", "neg_grad_l1", _FULL_WEIGHTS),
+    ("Random labels", "random_labels", _FULL_WEIGHTS),
+    ("Bounded + L1, no LoRA", "bounded_l1", _FULL_WEIGHTS),
+    ("L2*", "l2", _FULL_WEIGHTS),
+    ("EWC*", "ewc", _FULL_WEIGHTS),
+)
+
+_SMOKE_OPTS = ["DATALOADER.NUM_WORKERS", 0, "FORGET.BASELINE.EWC_SAMPLES", 4]
+
+
+def _command(opts: list[Any]) -> str:
+    """The ``tools/train_net.py`` command line that runs the same job."""
+    args = [
+        "tools/train_net.py",
+        "--config-file",
+        "configs/coco_forget.yaml",
+        *(str(o) if not isinstance(o, list) else json.dumps(o) for o in opts),
+    ]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def run_detection_method(opts: list[Any]) -> dict[str, Any]:
+    """Forget with ``configs/coco_forget.yaml`` + ``opts`` in this process.
+
+    Returns:
+        The task's history record (before/after per class, summary), wall seconds of the
+        run, the median step time and the trainable parameter counts.
+    """
+    from det_forget.engine import ForgetTrainer, finalize_forget_config
+    from det_forget.engine.inference import build_config
+    from det_forget.lora import count_parameters
+
+    cfg = build_config(ROOT / "configs" / "coco_forget.yaml", opts)
+    finalize_forget_config(cfg)
+    cfg.freeze()
+    trainer = ForgetTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainable, total = count_parameters(trainer.model)
+    start = time.perf_counter()
+    history = trainer.train()
+    seconds = time.perf_counter() - start
+    # detectron2's IterationTimer: seconds per iteration after its 3 warm-up iterations.
+    timer = trainer.storage.histories().get("time")
+    steps = [v for v, _ in timer.values()] if timer else []
+    return {
+        "record": history[0],
+        "seconds": seconds,
+        "step_median_s": median(steps),
+        "trainable_params": trainable,
+        "total_params": total,
+    }
+
+
+def _ap_only(per_class: dict[str, Any]) -> dict[str, float]:
+    return {k: v["AP"] for k, v in per_class.items() if v.get("AP") is not None}
+
+
+def _row(label: str, method: str, run: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """A table row: group means, Drop and H-Mean of the run against the shared "before"."""
+    from det_forget.evaluation.metrics import ClassGroups, forgetting_summary
+
+    record = run["record"]
+    groups = ClassGroups(**{g: tuple(v) for g, v in record["classes"].items()})
+    s = forgetting_summary(_ap_only(before), _ap_only(record["after"]), groups)
+    before, after = s["before"], s["after"]
+    return {
+        "method": label,
+        "forget_method": method,
+        "ap_f": after.get("forget"),
+        "ap_r": after.get("retain"),
+        "drop": s.get("drop"),
+        "h_mean": s.get("h_mean"),
+        "retain_change": s.get("retain_change"),
+        "ap_f_before": before.get("forget"),
+        "ap_r_before": before.get("retain"),
+        "trainable_params": run["trainable_params"],
+        "trainable_share": 100.0 * run["trainable_params"] / max(run["total_params"], 1),
+        "seconds": run["seconds"],
+        "step_median_s": run["step_median_s"],
+        "per_class_after": {k: v.get("AP") for k, v in record["after"].items()},
+    }
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def detection_table(rows: list[dict[str, Any]], before: dict[str, Any] | None) -> str:
+    """AP_f, AP_r, Drop, H-Mean, AP_r change, trainable share and median time per iteration.
+
+    (Whole-run seconds are in the JSON; the first run's include the "before" evaluation.)
+    """
+    header = ("Method", "AP_f", "AP_r", "Drop", "H-Mean", "dAP_r", "Trainable %", "s/iter")
+    lines = []
+    if before:
+        lines.append(
+            (
+                "Before forgetting",
+                _fmt(before["ap_f"]),
+                _fmt(before["ap_r"]),
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            )
+        )
+    for r in rows:
+        if "error" in r:
+            lines.append((r["method"], "failed", "", "", "", "", "", ""))
+            continue
+        lines.append(
+            (
+                r["method"],
+                _fmt(r["ap_f"]),
+                _fmt(r["ap_r"]),
+                _fmt(r["drop"]),
+                _fmt(r["h_mean"]),
+                _fmt(r["retain_change"], "+.1f"),
+                _fmt(r["trainable_share"], ".2f"),
+                _fmt(r["step_median_s"], ".2f"),
+            )
+        )
+    return format_table(header, lines)
+
+
+def run_detection(args: argparse.Namespace) -> dict[str, Any]:
+    """Every selected method on the embedded benchmark; the detection part of the report."""
+    setup = model_setup(
+        "tiny", smoke=args.smoke, batch=2 if args.smoke else None, device=args.device
+    )
+    base_opts = [
+        *setup.opts,
+        "FORGET.CLASSES", DEMO_FORGET_CLASSES,
+        "SEED", 0,
+        "FORGET.MAX_ITER", args.iters,
+        "FORGET.SAVE_MERGED", False,
+        "SOLVER.CHECKPOINT_PERIOD", 10**9,
+        *(_SMOKE_OPTS if args.smoke else []),
+    ]  # fmt: skip
+    work = Path(args.work_dir) / ("quality_smoke" if args.smoke else "quality")
+    rows: list[dict[str, Any]] = []
+    before_per_class = None
+    for label, method, extra in DETECTION_METHODS:
+        if method not in args.methods:
+            continue
+        method_opts = ["FORGET.METHOD", method, *extra]
+        # The model is evaluated before forgetting once, by the first run; the others
+        # are scored against those numbers (FORGET.EVAL_BEFORE off).
+        opts = [
+            *base_opts,
+            *method_opts,
+            "FORGET.EVAL_BEFORE", before_per_class is None,
+            "OUTPUT_DIR", str(work / method),
+        ]  # fmt: skip
+        logger.info("detection: %s (%d iterations)", label, args.iters)
+        try:
+            run = run_detection_method(opts)
+            if before_per_class is None:
+                before_per_class = run["record"]["before"]
+            row = _row(label, method, run, before_per_class)
+        except Exception as e:  # one failed method must not lose the others' numbers
+            logger.error("%s failed:\n%s", label, traceback.format_exc())
+            rows.append({"method": label, "forget_method": method, "error": repr(e)})
+            continue
+        row["command"] = _command([*method_opts, "FORGET.MAX_ITER", args.iters, "SEED", 0])
+        rows.append(row)
+        for checkpoint in (work / method).glob("*.pth"):  # keep reports and adapters only
+            checkpoint.unlink()
+    ok = [r for r in rows if "error" not in r]
+    before = {"ap_f": ok[0]["ap_f_before"], "ap_r": ok[0]["ap_r_before"]} if ok else None
+    return {
+        "dataset": "embedded shapes (val split)",
+        "forget_classes": list(DEMO_FORGET_CLASSES),
+        "iterations": args.iters,
+        "before": before,
+        "rows": rows,
+        "table": detection_table(rows, before),
+    }
+
+
+def load_classification(path: str, run: bool, smoke: bool) -> dict[str, Any] | None:
+    """The classification table's JSON (run first when asked); None when missing."""
+    from benchmarks import classification_table
+
+    if run:
+        classification_table.main(["--output", path, *(["--tiny"] if smoke else [])])
+    if not os.path.isfile(path):
+        logger.warning("no classification results at %s (run classification_table.py)", path)
+        return None
+    doc = json.loads(Path(path).read_text())
+    return {
+        "source": os.path.relpath(path, ROOT),
+        "setting": doc["setting"],
+        "before": doc["before"],
+        "rows": doc["rows"],
+        "table": classification_table.format_table(doc["rows"], doc["before"]),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    parser.add_argument("--iters", type=int, default=None, help="per method, default 200")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=[m for _, m, _ in DETECTION_METHODS],
+        help="FORGET.METHOD values to run (default: all in the table)",
+    )
+    parser.add_argument(
+        "--classification",
+        default=str(RESULTS_DIR / "classification.json"),
+        help="classification table JSON to merge in",
+    )
+    parser.add_argument(
+        "--run-classification",
+        action="store_true",
+        help="run benchmarks/classification_table.py first (--tiny with --smoke)",
+    )
+    args = parser.parse_args(argv)
+    known = {m for _, m, _ in DETECTION_METHODS}
+    if set(args.methods) - known:
+        raise ValueError(f"--methods {sorted(set(args.methods) - known)}: valid {sorted(known)}")
+    if args.iters is None:
+        args.iters = 2 if args.smoke else 200
+    args.output = args.output or str(default_output("quality", args.device))
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run, print the report, write the JSON; returns the JSON document.
+
+    Exits with status 1 (after writing the JSON) when a detection method failed.
+    """
+    import torch
+
+    from det_forget.classification.cli import setup_logging
+
+    args = parse_args(argv)
+    setup_logging(None)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.smoke:
+        register_smoke_dataset(Path(args.work_dir) / "smoke_shapes")
+    machine = describe_machine(args.device)
+    start = time.perf_counter()
+    detection = run_detection(args)
+    classification = load_classification(args.classification, args.run_classification, args.smoke)
+    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    parts = [
+        f"Machine: {machine['summary']}",
+        f"\nDetection: forget {', '.join(detection['forget_classes'])} on the embedded shapes "
+        f"data, {args.iters} iterations per method (COCO AP %, whole val split)",
+        detection["table"],
+    ]
+    if classification:
+        s = classification["setting"]
+        parts += [
+            f"\nClassification: forget {', '.join(s['forget_classes'])} on {s['dataset']} "
+            f"(accuracy %, from {classification['source']})",
+            classification["table"],
+        ]
+    doc: dict[str, Any] = {
+        "benchmark": "quality",
+        "machine": machine,
+        "setting": {
+            "device": args.device,
+            "smoke": args.smoke,
+            "iterations": args.iters,
+            "threads": args.threads or machine["torch_threads"],
+        },
+        "detection": detection,
+        "classification": classification,
+        "seconds": time.perf_counter() - start,
+        "report": "\n".join(parts),
+    }
+    print(doc["report"])  # the report is this script's output
+    write_json(args.output, doc)
+    logger.info("wrote %s", args.output)
+    failed = [r["method"] for r in detection["rows"] if "error" in r]
+    if failed:
+        logger.error("failed: %s", ", ".join(failed))
+        raise SystemExit(1)
+    return doc
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
