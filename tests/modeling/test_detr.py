@@ -185,3 +185,22 @@ def test_forgetting_step_on_detr(tmp_path, arch):
     # GS-LoRA++ prototypes are the class head's rows.
     rows = model.classifier_prototypes()
     assert rows.shape[0] == (11 if arch == "DETR" else 10)
+
+
+def test_shipped_deformable_detr_loads_strictly_into_its_forget_config():
+    import os
+
+    from detection_fixtures import REPO
+
+    from det_forget.checkpoint import ForgetCheckpointer
+    from det_forget.engine.inference import build_config
+
+    cfg = build_config(
+        os.path.join(REPO, "configs", "detr", "shapes_deformable_detr_tiny_forget.yaml"),
+        ["MODEL.DEVICE", "cpu"],
+    )
+    assert os.path.isfile(os.path.join(REPO, cfg.MODEL.WEIGHTS))
+    model = build_model(cfg)
+    ForgetCheckpointer(model, strict=True).load(os.path.join(REPO, cfg.MODEL.WEIGHTS))
+    head = model.detector.class_embed[-1]
+    assert head.weight.shape == (10, 128) and head.weight.abs().sum() > 0
