@@ -186,17 +186,15 @@ class _SetPredictionDetector(nn.Module):
         """Scores, classes and absolute ``XYXY`` boxes per image."""
         results = []
         for lg, bx, (h, w) in zip(logits, boxes, image_sizes):
-            if self.sigmoid:
-                prob = lg.sigmoid().flatten()
-                k = min(self.detections_per_image, prob.numel())
-                scores, idx = prob.topk(k)
-                labels = idx % self.num_classes
-                bx = bx[torch.div(idx, self.num_classes, rounding_mode="floor")]
-            else:
-                scores, labels = lg.softmax(-1)[:, :-1].max(-1)
-                k = min(self.detections_per_image, len(scores))
-                scores, keep = scores.topk(k)
-                labels, bx = labels[keep], bx[keep]
+            # The best (query, class) pairs, not one class per query: a query whose
+            # forgotten class still leads the foreground classes at a tiny probability
+            # must not keep producing that class's detections.
+            prob = lg.sigmoid() if self.sigmoid else lg.softmax(-1)[:, :-1]
+            prob = prob.flatten()
+            k = min(self.detections_per_image, prob.numel())
+            scores, idx = prob.topk(k)
+            labels = idx % self.num_classes
+            bx = bx[torch.div(idx, self.num_classes, rounding_mode="floor")]
             xyxy = box_convert(bx, "cxcywh", "xyxy") * torch.tensor(
                 [w, h, w, h], dtype=bx.dtype, device=bx.device
             )
