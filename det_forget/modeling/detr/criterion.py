@@ -11,7 +11,7 @@ from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
 from .matcher import HungarianMatcher
 
-__all__ = ["SetCriterion"]
+__all__ = ["SetCriterion", "matched_predictions", "matched_targets"]
 
 
 class SetCriterion(nn.Module):
@@ -47,12 +47,12 @@ class SetCriterion(nn.Module):
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
     def classification_loss(self, logits, targets, indices, num_boxes) -> torch.Tensor:
-        idx = _batch_index(indices)
+        idx = matched_predictions(indices)
         target_classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )
         if len(idx[0]):
-            target_classes[idx] = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
+            target_classes[idx] = matched_targets(targets, indices, "labels")
         if not self.focal:
             return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
         onehot = F.one_hot(target_classes, self.num_classes + 1)[..., :-1].to(logits.dtype)
@@ -63,9 +63,9 @@ class SetCriterion(nn.Module):
         return loss.sum() / num_boxes
 
     def box_losses(self, boxes, targets, indices, num_boxes) -> dict[str, torch.Tensor]:
-        idx = _batch_index(indices)
+        idx = matched_predictions(indices)
         src = boxes[idx]
-        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)])
+        tgt = matched_targets(targets, indices, "boxes")
         l1 = F.l1_loss(src, tgt, reduction="none").sum() / num_boxes
         giou = generalized_box_iou(
             box_convert(src, "cxcywh", "xyxy"), box_convert(tgt, "cxcywh", "xyxy")
@@ -101,7 +101,14 @@ class SetCriterion(nn.Module):
         return losses
 
 
-def _batch_index(indices):
+def matched_predictions(indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image, query)`` index tensors of the matched predictions of a batch."""
     batch = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
     src = torch.cat([src for src, _ in indices])
     return batch, src
+
+
+def matched_targets(targets, indices, key: str) -> torch.Tensor:
+    """``targets[*][key]`` of the matched objects, in the order of
+    :func:`matched_predictions`."""
+    return torch.cat([t[key][j] for t, (_, j) in zip(targets, indices)])

@@ -67,6 +67,18 @@ def _criterion_from_config(cfg, focal: bool) -> SetCriterion:
     )
 
 
+def _transformer_kwargs(d) -> dict:
+    """The transformer arguments both families read from ``MODEL.DETR``."""
+    return {
+        "d_model": d.HIDDEN_DIM,
+        "nhead": d.NHEADS,
+        "num_encoder_layers": d.ENC_LAYERS,
+        "num_decoder_layers": d.DEC_LAYERS,
+        "dim_feedforward": d.DIM_FEEDFORWARD,
+        "dropout": d.DROPOUT,
+    }
+
+
 class _SetPredictionDetector(nn.Module):
     """What DETR and Deformable DETR share: input handling, targets, losses, outputs."""
 
@@ -239,14 +251,7 @@ class DETR(_SetPredictionDetector):
         return {
             **cls._shared_config(cfg),
             "in_feature": d.IN_FEATURES[0],
-            "transformer": DetrTransformer(
-                d_model=d.HIDDEN_DIM,
-                nhead=d.NHEADS,
-                num_encoder_layers=d.ENC_LAYERS,
-                num_decoder_layers=d.DEC_LAYERS,
-                dim_feedforward=d.DIM_FEEDFORWARD,
-                dropout=d.DROPOUT,
-            ),
+            "transformer": DetrTransformer(**_transformer_kwargs(d)),
         }
 
     def _last_class_embed(self) -> nn.Linear:
@@ -331,12 +336,7 @@ class DeformableDETR(_SetPredictionDetector):
             **cls._shared_config(cfg),
             "in_features": list(d.IN_FEATURES),
             "transformer": DeformableTransformer(
-                d_model=d.HIDDEN_DIM,
-                nhead=d.NHEADS,
-                num_encoder_layers=d.ENC_LAYERS,
-                num_decoder_layers=d.DEC_LAYERS,
-                dim_feedforward=d.DIM_FEEDFORWARD,
-                dropout=d.DROPOUT,
+                **_transformer_kwargs(d),
                 num_feature_levels=d.NUM_FEATURE_LEVELS,
                 dec_n_points=d.DEC_N_POINTS,
                 enc_n_points=d.ENC_N_POINTS,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..meta_arch.forgetting import ForgetOutputs, register_forget_outputs
+from .criterion import matched_predictions, matched_targets
 from .detr import DETR, DeformableDETR, _SetPredictionDetector
 
 __all__ = ["set_prediction_forget_outputs"]
@@ -37,11 +38,10 @@ def set_prediction_forget_outputs(
     loss_bbox = loss_giou = hs.new_zeros(())
     for (lg, bx), h in zip(layers, layer_hs):
         indices = crit.matcher(lg, bx, targets)
-        batch = torch.cat([torch.full_like(i, n) for n, (i, _) in enumerate(indices)])
-        query = torch.cat([i for i, _ in indices])
-        logits.append(lg[batch, query])
-        feats.append(h[batch, query])
-        labels.append(torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]))
+        idx = matched_predictions(indices)
+        logits.append(lg[idx])
+        feats.append(h[idx])
+        labels.append(matched_targets(targets, indices, "labels"))
         box = crit.box_losses(bx, targets, indices, num_boxes)
         loss_bbox = loss_bbox + box["loss_bbox"] * crit.weight_dict["loss_bbox"]
         loss_giou = loss_giou + box["loss_giou"] * crit.weight_dict["loss_giou"]
