@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import importlib.util
 import json
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch_threads import one_torch_thread
 
 from det_forget.audit import (
     ATTACKS,
@@ -37,19 +37,9 @@ TINY_ARCH = dict(img_size=16, in_chans=1, patch_size=4, embed_dim=32, depth=2, n
 NUM_IDS = 4
 
 
-@contextlib.contextmanager
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _single_thread():
-    with _one_thread():
+    with one_torch_thread():
         yield
 
 
@@ -92,7 +82,7 @@ def _train(data, epochs: int = 15) -> ViTClassifier:
 def tiny_task(tmp_path_factory):
     """Identity folders, a trained base checkpoint and a model retrained without ``id_1``."""
     base_dir = tmp_path_factory.mktemp("audit_ids")
-    with _one_thread():
+    with one_torch_thread():
         train_root = _identity_folder(base_dir / "train", per_id=40, seed=0)
         test_root = _identity_folder(base_dir / "test", per_id=30, seed=1)
         train = load_image_folder(train_root, image_size=16, channels=1)

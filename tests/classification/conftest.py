@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch_threads import one_torch_thread
 
 from det_forget.classification import (
     FaceRecognizer,
@@ -21,18 +21,6 @@ from det_forget.classification import (
 )
 
 TINY_ARCH = dict(img_size=16, in_chans=1, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Run torch on one thread: the test machines' cores are shared, and tiny models on
-    several oversubscribed threads stall (seconds become minutes)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True, scope="module")
