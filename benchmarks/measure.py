@@ -170,8 +170,7 @@ def measure_train_steps(spec: dict[str, Any]) -> dict[str, Any]:
     from det_forget.engine import finalize_forget_config
     from det_forget.engine.base_trainer import build_optimizer
     from det_forget.engine.forget_data import TaskDataLoader, tasks_from_config
-    from det_forget.forgetting import ForgettingObjective
-    from det_forget.forgetting.objective import METHOD_TERMS
+    from det_forget.forgetting import ForgettingObjective, get_method
     from det_forget.lora import count_parameters
 
     method = spec["method"]
@@ -190,12 +189,8 @@ def measure_train_steps(spec: dict[str, Any]) -> dict[str, Any]:
         ForgetCheckpointer(model, strict=True).load(spec["weights"])
     model.train()
 
-    terms = METHOD_TERMS[method]
-    data = TaskDataLoader(
-        cfg,
-        use_forget=any(t.startswith("loss_forget") for t in terms),
-        use_retain="loss_retain" in terms,
-    )
+    spec_ = get_method(method)
+    data = TaskDataLoader(cfg, use_forget=spec_.uses_forget_data, use_retain=spec_.uses_retain_data)
     task = tasks_from_config(cfg)[0]
     data.set_task(task, seed=spec.get("seed", 0))
     batches = list(itertools.islice(iter(data), max(1, min(warmup + steps, 8))))

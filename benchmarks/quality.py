@@ -64,11 +64,7 @@ _FULL_WEIGHTS = ("SOLVER.BASE_LR", 1e-4)
 DETECTION_METHODS = (
     ("GS-LoRA", "gs_lora", ()),
     ("GS-LoRA++", "gs_lora_pp", ()),
-    (
-        "Low-rank, no retain (Poppi)",
-        "no_retain",
-        ("FORGET.LORA.TARGET_MODULES", [], "FORGET.LORA.QKV_MODULES", ["attn.qkv"]),
-    ),
+    ("Low-rank, no retain (Poppi)", "no_retain", ()),
     ("Fine-tune (retain data)", "finetune", _FULL_WEIGHTS),
     ("Neg. gradient + retain", "neg_grad", _FULL_WEIGHTS),
     ("Neg. gradient + L1, no retain", "neg_grad_l1", _FULL_WEIGHTS),

@@ -8,23 +8,7 @@ from __future__ import annotations
 
 from fvcore.common.config import CfgNode as CN  # noqa: F401  (type hints)
 
-__all__ = ["add_forget_config", "FORGET_METHODS", "lora_config_from_cfg", "num_classes_of"]
-
-#: Values of ``FORGET.METHOD``.
-FORGET_METHODS = (
-    "gs_lora",  # LoRA on FFNs + group lasso + bounded forget loss + retain loss
-    "gs_lora_pp",  # GS-LoRA + prototype regulariser (GS-LoRA++)
-    "no_retain",  # Poppi et al.: LoRA on q/k/v, 1/CE + L1 on B, no retain data
-    "retrain",  # baseline: train from the initialisation on retain data only
-    "finetune",  # baseline: full fine-tuning on retain data
-    "neg_grad",  # baseline: full fine-tuning, -CE on forget + CE on retain
-    "neg_grad_l1",  # baseline: -CE on forget, L1 on the weight change, no retain data
-    "random_labels",  # baseline: CE to random labels on forget + CE on retain
-    "bounded_l1",  # baseline: bounded forget loss + retain + L1 on weight change, no LoRA
-    "bounded_ft",  # baseline: GS-LoRA's bounded forget + retain loss on the full weights
-    "l2",  # continual baseline: finetune + L2 to the weights before the task
-    "ewc",  # continual baseline: finetune + EWC penalty (diagonal Fisher)
-)
+__all__ = ["add_forget_config", "lora_config_from_cfg", "num_classes_of"]
 
 
 def add_forget_config(cfg: CN) -> CN:
@@ -32,7 +16,7 @@ def add_forget_config(cfg: CN) -> CN:
 
     Keys (defaults follow GS-LoRA's reference unless noted):
 
-    * ``FORGET.METHOD``: one of :data:`FORGET_METHODS`.
+    * ``FORGET.METHOD``: a method of :data:`det_forget.forgetting.methods.METHODS`.
     * ``FORGET.CLASSES``: classes to forget in a single task, by name or id.
     * ``FORGET.TASKS``: explicit continual tasks, a list of class lists (overrides
       ``CLASSES``).
@@ -129,7 +113,7 @@ def add_forget_config(cfg: CN) -> CN:
     f.LORA.ALPHA = 1.0
     f.LORA.DROPOUT = 0.0
     f.LORA.TARGET_MODULES = ["mlp.fc1", "mlp.fc2"]
-    f.LORA.QKV_MODULES = []
+    f.LORA.QKV_MODULES = ["attn.qkv"]
     f.LORA.QKV_PARTS = ["q", "k", "v"]
     f.LORA.EXCLUDE_MODULES = []
 
@@ -238,21 +222,33 @@ def _add_vit_config(cfg: CN) -> None:
 
 
 def lora_config_from_cfg(cfg: CN, metadata: dict | None = None):
-    """The :class:`~det_forget.lora.LoraConfig` described by ``cfg.FORGET.LORA``.
+    """The :class:`~det_forget.lora.LoraConfig` of ``cfg.FORGET.LORA`` for ``FORGET.METHOD``.
 
-    For ``FORGET.METHOD == "no_retain"`` the adapters go on the fused qkv layers only
-    when ``QKV_MODULES`` is set and ``TARGET_MODULES`` is empty; both lists are taken as
-    given otherwise.
+    Where the adapters go is the method's (registry ``adapters``): FFN methods wrap
+    ``TARGET_MODULES``, q/k/v methods (``no_retain``) wrap the fused ``QKV_MODULES``
+    (``QKV_PARTS`` of them). Full-weight methods have no adapters.
+
+    Raises:
+        ValueError: the method trains no adapters, or its layer list is empty.
     """
+    from .forgetting.methods import get_method
     from .lora import LoraConfig
 
+    method = get_method(cfg.FORGET.METHOD)
     lc = cfg.FORGET.LORA
+    if method.adapters == "none":
+        raise ValueError(f"FORGET.METHOD {method.name!r} trains the full weights, no adapters")
+    key = "TARGET_MODULES" if method.adapters == "ffn" else "QKV_MODULES"
+    if len(lc[key]) == 0:
+        raise ValueError(
+            f"FORGET.METHOD {method.name!r} puts its adapters on FORGET.LORA.{key}, which is empty"
+        )
     return LoraConfig(
         rank=lc.RANK,
         alpha=lc.ALPHA,
         dropout=lc.DROPOUT,
-        target_modules=list(lc.TARGET_MODULES),
-        qkv_modules=list(lc.QKV_MODULES),
+        target_modules=list(lc.TARGET_MODULES) if method.adapters == "ffn" else [],
+        qkv_modules=list(lc.QKV_MODULES) if method.adapters == "qkv" else [],
         qkv_parts=tuple(lc.QKV_PARTS),
         exclude_modules=list(lc.EXCLUDE_MODULES),
         metadata=dict(metadata or {}),

@@ -32,17 +32,16 @@ from torch import nn
 from ..config import lora_config_from_cfg
 from ..evaluation.metrics import group_mean
 from ..forgetting import (
-    LORA_METHODS,
-    METHOD_TERMS,
     ContinualRunner,
     ForgetTask,
     ForgettingObjective,
     PrototypeAccumulator,
-    WeightAnchor,
     build_tasks,
-    estimate_fisher,
+    check_method,
     random_labels,
     retain_loss,
+    task_anchor,
+    task_type_of,
     zero_group_ratio,
 )
 from ..lora import (
@@ -208,11 +207,12 @@ class ClassificationForgetter:
         self.data = data
         self.model_factory = model_factory
         self.method = cfg.FORGET.METHOD
-        self.is_lora = self.method in LORA_METHODS
+        self.spec = check_method(self.method, task_type_of(cfg))
+        self.is_lora = self.spec.uses_lora
         self.num_classes = data.test.num_classes
         self.lora_config = None
         self.injection = None
-        if self.method == "retrain" and model_factory is None:
+        if self.spec.reinit and model_factory is None:
             raise ValueError("FORGET.METHOD 'retrain' needs a model_factory (fresh weights)")
         self.val_eval = data.val.subset(
             subsample_per_class(
@@ -278,10 +278,7 @@ class ClassificationForgetter:
         self.model.train(was_training)
         return acc.compute()
 
-    def _anchor(self, data: TaskData) -> WeightAnchor | None:
-        if self.method != "ewc":
-            return None
-        anchor = WeightAnchor(self.model)
+    def _anchor(self, data: TaskData):
         n = min(self.cfg.FORGET.BASELINE.EWC_SAMPLES, len(data.retain))
         bs = self.cfg.CLS.SOLVER.BATCH_SIZE
         idx = torch.randperm(len(data.retain), generator=torch.Generator().manual_seed(0))[:n]
@@ -291,8 +288,7 @@ class ClassificationForgetter:
             logits, _ = model.train_logits(data.retain.images[b], data.retain.labels[b])
             return retain_loss(logits, data.retain.labels[b])
 
-        anchor.set_fisher(estimate_fisher(self.model, batches, loss_fn))
-        return anchor
+        return task_anchor(self.method, self.model, lambda: batches, loss_fn)
 
     def _reinitialize(self) -> None:
         fresh = self.model_factory()
@@ -321,13 +317,13 @@ class ClassificationForgetter:
         data = build_task_data(
             self.data.train, task, ratio=f.DATA_RATIO, shots=f.SHOTS, seed=f.DATA_SEED
         )
-        if self.method == "retrain":
+        if self.spec.reinit:
             self._reinitialize()
         objective = ForgettingObjective.from_config(cfg, self.model, anchor=self._anchor(data))
         if objective.uses_retain_data and len(data.retain) == 0:
             raise ValueError(f"method {self.method!r} needs retain data but task has none")
         prototypes = present = None
-        if "loss_prototype" in METHOD_TERMS[self.method]:
+        if self.spec.uses_prototypes:
             prototypes, present = self._prototypes(data)
         params = self._trainable()
         optimizer = _build_optimizer(list(params.values()), solver)
@@ -339,9 +335,9 @@ class ClassificationForgetter:
             else None
         )
         label_gen = torch.Generator().manual_seed(seed + 2)
-        forgotten = tuple(task.forget) + tuple(task.old)
+        forgotten = task.forgotten
         retained = tuple(c for c in task.retain if c not in set(task.missing))
-        exclude = torch.tensor(forgotten, dtype=torch.long)
+        exclude = torch.tensor(task.forgotten, dtype=torch.long)
 
         period, patience = int(f.EARLY_STOP.PERIOD), int(f.EARLY_STOP.PATIENCE)
         best = {"score": -math.inf, "step": 0, "state": None}
@@ -475,7 +471,7 @@ class ClassificationForgetter:
         if n_f:
             yf = y[:n_f]
             target = yf
-            if self.method == "random_labels":
+            if self.spec.name == "random_labels":
                 target = random_labels(yf, self.num_classes, generator=label_gen, exclude=exclude)
             out["forget_loss"] = F.cross_entropy(logits[:n_f], target, reduction="none")
             out["forget_labels"] = yf

@@ -34,7 +34,13 @@ from tabulate import tabulate
 from ..config import lora_config_from_cfg
 from ..evaluation.coco_forget import ForgetCOCOEvaluator, load_before
 from ..evaluation.metrics import forgetting_summary
-from ..forgetting import ForgetTask, ForgettingObjective, WeightAnchor, estimate_fisher
+from ..forgetting import (
+    ForgetTask,
+    ForgettingObjective,
+    check_method,
+    task_anchor,
+    task_type_of,
+)
 from ..lora import lora_layers, merge_and_reset_adapters, save_adapter
 from ..utils.io import atomic_write
 from .base_trainer import DetectionTrainer
@@ -169,13 +175,9 @@ class ForgetTrainer(DetectionTrainer):
     def __init__(self, cfg) -> None:
         self.tasks = tasks_from_config(cfg)
         self.thing_classes = thing_classes_of(cfg)
-        from ..forgetting.objective import METHOD_TERMS
-
-        terms = METHOD_TERMS[cfg.FORGET.METHOD]
+        method = check_method(cfg.FORGET.METHOD, task_type_of(cfg))
         self.task_data = TaskDataLoader(
-            cfg,
-            use_forget=any(t.startswith("loss_forget") for t in terms),
-            use_retain="loss_retain" in terms,
+            cfg, use_forget=method.uses_forget_data, use_retain=method.uses_retain_data
         )
         super().__init__(cfg)
 
@@ -211,19 +213,18 @@ class ForgetTrainer(DetectionTrainer):
 
     def build_objective(self, model, task: ForgetTask) -> ForgettingObjective:
         """The objective of ``task``; weight-change baselines anchor to the weights now."""
-        anchor = None
-        if self.cfg.FORGET.METHOD in ("neg_grad_l1", "bounded_l1", "l2", "ewc"):
-            anchor = WeightAnchor(model.detector)
-            if self.cfg.FORGET.METHOD == "ewc":
-                batches = iter(self.task_data)
-                n = max(1, self.cfg.FORGET.BASELINE.EWC_SAMPLES // self.cfg.SOLVER.IMS_PER_BATCH)
-                anchor.set_fisher(
-                    estimate_fisher(
-                        model.detector,
-                        (next(batches)["retain"] for _ in range(n)),
-                        lambda m, b: sum(m(b).values()),
-                    )
-                )
+        n = max(1, self.cfg.FORGET.BASELINE.EWC_SAMPLES // self.cfg.SOLVER.IMS_PER_BATCH)
+
+        def fisher_batches():
+            batches = iter(self.task_data)
+            return (next(batches)["retain"] for _ in range(n))
+
+        anchor = task_anchor(
+            self.cfg.FORGET.METHOD,
+            model.detector,
+            fisher_batches,
+            lambda m, b: sum(m(b).values()),
+        )
         return ForgettingObjective.from_config(self.cfg, model.detector, anchor=anchor)
 
     def class_names(self, task: ForgetTask) -> dict[str, list[str]]:

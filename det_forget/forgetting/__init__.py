@@ -22,17 +22,33 @@ from .losses import (
     reciprocal_forget_loss,
     retain_loss,
 )
-from .objective import LORA_METHODS, METHOD_TERMS, RETAIN_FREE_METHODS, ForgettingObjective
+from .methods import (
+    METHODS,
+    TASK_TYPES,
+    ForgetMethod,
+    MethodNotSupportedError,
+    check_method,
+    get_method,
+    methods_for,
+    task_type_of,
+)
+from .objective import ForgettingObjective
 from .prototypes import PrototypeAccumulator, compute_prototypes, prototype_kl, prototype_loss
-from .regularizers import WeightAnchor, estimate_fisher
+from .regularizers import WeightAnchor, estimate_fisher, task_anchor
 
 __all__ = [
     "ForgettingObjective",
-    "LORA_METHODS",
-    "METHOD_TERMS",
-    "RETAIN_FREE_METHODS",
+    "METHODS",
+    "TASK_TYPES",
+    "ForgetMethod",
+    "MethodNotSupportedError",
+    "check_method",
+    "get_method",
+    "methods_for",
+    "task_type_of",
     "WeightAnchor",
     "estimate_fisher",
+    "task_anchor",
     "ContinualRunner",
     "ForgetTask",
     "build_tasks",

@@ -43,6 +43,11 @@ class ForgetTask:
     old: tuple[Hashable, ...] = ()
     missing: tuple[Hashable, ...] = ()
 
+    @property
+    def forgotten(self) -> tuple[Hashable, ...]:
+        """Every class forgotten once this task is done (this task's and earlier ones)."""
+        return tuple(self.forget) + tuple(self.old)
+
     def groups(self) -> ClassGroups:
         """Disjoint metric groups (missing classes are taken out of retain)."""
         missing = set(self.missing)

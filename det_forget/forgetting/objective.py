@@ -15,30 +15,11 @@ from torch import nn
 
 from .groups import ParamGroup, SparsityWarmup, build_groups, group_lasso, lora_b_l1
 from .losses import bounded_forget_loss, negative_gradient_loss, reciprocal_forget_loss
+from .methods import ForgetMethod, get_method
 from .prototypes import prototype_loss
 from .regularizers import WeightAnchor
 
-__all__ = ["ForgettingObjective", "LORA_METHODS", "RETAIN_FREE_METHODS", "METHOD_TERMS"]
-
-#: Methods that train LoRA adapters (all others train the full weights).
-LORA_METHODS = ("gs_lora", "gs_lora_pp", "no_retain")
-#: Methods that use no retain data.
-RETAIN_FREE_METHODS = ("no_retain", "neg_grad_l1")
-#: What each method adds up (the forget term as named in the returned dict).
-METHOD_TERMS = {
-    "gs_lora": ("loss_retain", "loss_forget_bounded", "loss_group_lasso"),
-    "gs_lora_pp": ("loss_retain", "loss_forget_bounded", "loss_group_lasso", "loss_prototype"),
-    "no_retain": ("loss_forget_reciprocal", "loss_lora_b_l1"),
-    "retrain": ("loss_retain",),
-    "finetune": ("loss_retain",),
-    "neg_grad": ("loss_retain", "loss_forget_negative"),
-    "neg_grad_l1": ("loss_forget_negative", "loss_weight_l1"),
-    "random_labels": ("loss_retain", "loss_forget_random_labels"),
-    "bounded_l1": ("loss_retain", "loss_forget_bounded", "loss_weight_l1"),
-    "bounded_ft": ("loss_retain", "loss_forget_bounded"),
-    "l2": ("loss_retain", "loss_forget_bounded", "loss_weight_l2"),
-    "ewc": ("loss_retain", "loss_forget_bounded", "loss_weight_ewc"),
-}
+__all__ = ["ForgettingObjective"]
 
 
 @dataclass
@@ -46,7 +27,7 @@ class ForgettingObjective:
     """Combine per-sample losses into a method's forgetting loss.
 
     Args:
-        method: a key of :data:`METHOD_TERMS`.
+        method: a ``FORGET.METHOD`` name (:data:`~det_forget.forgetting.methods.METHODS`).
         bound: BND of the bounded forget loss.
         forget_weight: beta on the bounded forget term.
         ce_weight: factor on the forget loss inside ``ReLU(BND - w * L)``.
@@ -80,11 +61,7 @@ class ForgettingObjective:
     anchor: WeightAnchor | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHOD_TERMS:
-            raise ValueError(
-                f"unknown forgetting method {self.method!r}; valid: {sorted(METHOD_TERMS)}"
-            )
-        terms = METHOD_TERMS[self.method]
+        terms = get_method(self.method).terms
         if "loss_group_lasso" in terms and (self.groups is None or self.sparsity is None):
             raise ValueError(f"method {self.method!r} needs groups and a sparsity schedule")
         if any(t.startswith("loss_weight_") for t in terms) and self.anchor is None:
@@ -104,7 +81,7 @@ class ForgettingObjective:
         """
         f = cfg.FORGET
         method = f.METHOD
-        terms = METHOD_TERMS.get(method, ())
+        terms = get_method(method).terms
         groups = sparsity = None
         if "loss_group_lasso" in terms:
             groups = build_groups(model, f.SPARSITY.GROUPS, f.SPARSITY.BLOCK_REGEX)
@@ -132,14 +109,19 @@ class ForgettingObjective:
         )
 
     @property
+    def spec(self) -> ForgetMethod:
+        """The method's registry entry."""
+        return get_method(self.method)
+
+    @property
     def uses_retain_data(self) -> bool:
         """Whether the method needs a retain batch."""
-        return "loss_retain" in METHOD_TERMS[self.method]
+        return self.spec.uses_retain_data
 
     @property
     def uses_forget_data(self) -> bool:
         """Whether the method needs a forget batch (retrain/finetune do not)."""
-        return any(t.startswith("loss_forget") for t in METHOD_TERMS[self.method])
+        return self.spec.uses_forget_data
 
     def __call__(
         self,
@@ -172,13 +154,13 @@ class ForgettingObjective:
             retain_labels: their classes.
 
         Returns:
-            ``{term name: weighted scalar}`` with the names in :data:`METHOD_TERMS`.
+            ``{term name: weighted scalar}`` with the names of the method's registry ``terms``.
 
         Raises:
             FloatingPointError: a term is NaN or infinite (names the term).
         """
         terms: dict[str, torch.Tensor] = {}
-        for name in METHOD_TERMS[self.method]:
+        for name in self.spec.terms:
             if name == "loss_retain":
                 terms[name] = self.retain_weight * _required(retain_loss, name)
             elif name == "loss_forget_bounded":

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["WeightAnchor", "estimate_fisher"]
+__all__ = ["WeightAnchor", "estimate_fisher", "task_anchor"]
 
 
 class WeightAnchor:
@@ -93,3 +93,34 @@ def estimate_fisher(
     if count == 0:
         raise ValueError("estimate_fisher: no batches")
     return {n: f / count for n, f in fisher.items()}
+
+
+def task_anchor(
+    method: str,
+    model: nn.Module,
+    fisher_batches: Callable[[], Iterable] | None = None,
+    loss_fn: Callable[[nn.Module, object], torch.Tensor] | None = None,
+) -> WeightAnchor | None:
+    """The anchor a method's task starts from (registry ``anchor``), or None.
+
+    Every task type builds it here: ``"weights"`` anchors the trainable weights as they
+    are now (after earlier tasks), ``"fisher"`` adds a diagonal Fisher estimate on retain
+    data.
+
+    Args:
+        method: ``FORGET.METHOD``.
+        model: the model being trained.
+        fisher_batches: returns the retain batches to estimate the Fisher on (EWC only).
+        loss_fn: ``loss_fn(model, batch)`` -> retain loss (EWC only).
+    """
+    from .methods import get_method
+
+    kind = get_method(method).anchor
+    if not kind:
+        return None
+    anchor = WeightAnchor(model)
+    if kind == "fisher":
+        if fisher_batches is None or loss_fn is None:
+            raise ValueError(f"method {method!r} needs retain batches to estimate the Fisher")
+        anchor.set_fisher(estimate_fisher(model, fisher_batches(), loss_fn))
+    return anchor

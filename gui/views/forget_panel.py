@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from det_forget.config import FORGET_METHODS
 from det_forget.engine import JobProgress
+from det_forget.forgetting.methods import METHODS as FORGET_METHODS
 
 from ..models import APTableModel
 from .loss_plot import LossPlot

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from det_forget.classification.cli import setup_cfg
-from det_forget.config import FORGET_METHODS
+from det_forget.forgetting import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +109,7 @@ def test_pretrain_tool(identity_dirs, tmp_path):
 )
 def test_every_config_loads(path):
     cfg = setup_cfg(str(path))
-    assert cfg.FORGET.METHOD in FORGET_METHODS
+    assert cfg.FORGET.METHOD in METHODS
     if cfg.CLS.DATASET == "fashion_mnist":
         # Every Fashion-MNIST config matches the shipped checkpoint.
         assert cfg.CLS.MODEL.EMBED_DIM == 96 and cfg.CLS.WEIGHTS.startswith("model_zoo://")

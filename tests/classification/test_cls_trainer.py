@@ -15,8 +15,7 @@ from det_forget.classification.trainer import (
     summarize_run,
     tasks_from_config,
 )
-from det_forget.config import FORGET_METHODS
-from det_forget.forgetting import LORA_METHODS, build_tasks
+from det_forget.forgetting import build_tasks, get_method, methods_for
 from det_forget.lora import inject_lora, load_adapter, lora_layers
 
 NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
@@ -84,21 +83,19 @@ def test_build_task_data_shots_old_and_missing(identity_dirs, make_tiny_cfg):
     assert torch.bincount(td.retain.labels, minlength=5).tolist() == [0, 0, 3, 0, 3]
 
 
-@pytest.mark.parametrize("method", FORGET_METHODS)
+@pytest.mark.parametrize("method", [m.name for m in methods_for("classification")])
 def test_every_method_trains_the_right_weights(cfg_for, tiny_classifier, method):
     cfg = cfg_for(METHOD=method, MAX_ITER=3)
     cfg.FORGET.EARLY_STOP.PERIOD = 0
-    if method == "no_retain":
-        cfg.FORGET.LORA.TARGET_MODULES = []
-        cfg.FORGET.LORA.QKV_MODULES = ["attn.qkv"]
-    if method not in LORA_METHODS:
+    lora = get_method(method).uses_lora
+    if not lora:
         cfg.CLS.SOLVER.BASE_LR = 1e-3
     reference = {k: v.clone() for k, v in tiny_classifier[1].state_dict().items()}
     forgetter, result = _run(cfg, tiny_classifier)
     stats = result["tasks"][0]["train"]
     assert stats["steps"] == 3
     assert all(math.isfinite(v) for v in stats["last_terms"].values())
-    if method in LORA_METHODS:
+    if lora:
         assert result["params"]["trainable_share"] < 30
         layers = dict(lora_layers(forgetter.model))
         assert any(

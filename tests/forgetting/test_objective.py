@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from det_forget.forgetting import (
-    METHOD_TERMS,
     ForgettingObjective,
     SparsityWarmup,
     WeightAnchor,
     build_groups,
+    get_method,
 )
 from det_forget.lora import LoraConfig, inject_lora
 
@@ -35,7 +35,7 @@ def test_gs_lora_terms_and_warmup():
         model=model,
     )
     t0 = obj(step=0, **kw)
-    assert set(t0) == set(METHOD_TERMS["gs_lora"])
+    assert set(t0) == set(get_method("gs_lora").terms)
     assert t0["loss_forget_bounded"].item() == pytest.approx(0.5 * (4.0 + 3.0) / 2)
     assert t0["loss_retain"].item() == pytest.approx(0.3)
     assert t0["loss_group_lasso"].item() == 0.0
@@ -73,7 +73,7 @@ def test_nan_names_the_term_and_unknown_method():
     obj = ForgettingObjective(method="finetune")
     with pytest.raises(FloatingPointError, match="'loss_retain' is nan"):
         obj(step=3, retain_loss=torch.tensor(float("nan")))
-    with pytest.raises(ValueError, match="unknown forgetting method 'forget_all'"):
+    with pytest.raises(ValueError, match="unknown FORGET.METHOD 'forget_all'"):
         ForgettingObjective(method="forget_all")
     with pytest.raises(ValueError, match="needs an input"):
         obj(step=0)

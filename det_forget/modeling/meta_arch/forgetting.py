@@ -29,7 +29,7 @@ from detectron2.structures import Boxes
 from torch import nn
 
 from ...config import lora_config_from_cfg, num_classes_of
-from ...forgetting import LORA_METHODS, ForgetTask, ForgettingObjective
+from ...forgetting import ForgetTask, ForgettingObjective, check_method, task_type_of
 from ...forgetting.losses import object_nll, random_labels
 from ...lora import InjectionReport, inject_lora
 
@@ -154,6 +154,7 @@ class ForgettingDetector(nn.Module):
         self.jitter_copies = jitter_copies
         self._forget_outputs = fn
         self.forget_classes = tuple(forget_classes)
+        self.forgotten_classes = tuple(forget_classes)
         self.prototypes: torch.Tensor | None = None
         self.step = 0
         # A plain detector checkpoint has no "detector." prefix; accept it as is.
@@ -165,8 +166,9 @@ class ForgettingDetector(nn.Module):
         detector_cfg.defrost()
         detector_cfg.MODEL.META_ARCHITECTURE = cfg.FORGET.DETECTOR
         detector = build_model(detector_cfg)
+        method = check_method(cfg.FORGET.METHOD, task_type_of(cfg))
         report = None
-        if cfg.FORGET.METHOD in LORA_METHODS:
+        if method.uses_lora:
             report = inject_lora(detector, lora_config_from_cfg(cfg))
         else:
             for p in detector.parameters():
@@ -201,10 +203,11 @@ class ForgettingDetector(nn.Module):
         merging earlier tasks), never from a fresh initialisation.
         """
         self.forget_classes = tuple(int(c) for c in task.forget)
+        self.forgotten_classes = tuple(int(c) for c in task.forgotten)
         if objective is not None:
             self.objective = objective
         self.prototypes = (
-            self.classifier_prototypes() if self.objective.method == "gs_lora_pp" else None
+            self.classifier_prototypes() if self.objective.spec.uses_prototypes else None
         )
 
     def _add_detector_prefix(self, state_dict, prefix, *args, **kwargs) -> None:
@@ -234,8 +237,13 @@ class ForgettingDetector(nn.Module):
         if obj.uses_forget_data:
             out = self._forget_outputs(self.detector, batched_inputs["forget"], self.jitter_copies)
             target = out.labels
-            if obj.method == "random_labels":
-                target = random_labels(out.labels, out.logits.shape[-1])
+            if obj.spec.name == "random_labels":
+                # Foreground classes only (never the background logit), never one forgotten.
+                target = random_labels(
+                    out.labels,
+                    self.num_classes,
+                    exclude=torch.tensor(self.forgotten_classes, device=out.labels.device),
+                )
             kwargs["forget_loss"] = object_nll(out.logits, target, out.sigmoid)
             kwargs["forget_labels"] = out.labels
             if self.prototypes is not None:
