@@ -31,9 +31,9 @@ from det_forget.classification.model import build_classifier, load_classifier
 from det_forget.classification.trainer import (
     ClassificationForgetter,
     summarize_run,
-    tasks_from_config,
 )
 from det_forget.evaluation.metrics import group_mean
+from det_forget.forgetting import tasks_from_config
 from det_forget.utils.io import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,12 @@ Examples::
     python tools/forget_classification.py --config-file configs/classification/no_retain.yaml \
         FORGET.CLASSES "['Sandal']" OUTPUT_DIR output/cls/no_retain_sandal
 
-Writes ``OUTPUT_DIR/metrics.json`` (per-task Acc_f, Acc_r, Acc_o, Acc_m, Drop, H-Mean,
-trainable share, wall time) and ``OUTPUT_DIR/artifacts/`` (one adapter folder per task for
-LoRA methods, ``model_final.safetensors`` with ``FORGET.SAVE_MERGED``). Both appear only
-when the whole run succeeded: a failed run (e.g. a NaN loss) leaves earlier results as
-they were.
+Writes the run directory of every task type (:mod:`det_forget.forgetting.run_dir`) into
+``OUTPUT_DIR``: ``history.json`` (per-class accuracy before/after each task, Acc_f, Acc_r,
+Acc_o, Acc_m, Drop, H-Mean, and the run summary with trainable share and wall time),
+``config.yaml``, ``adapters/task_XX/`` (LoRA methods) and, with ``FORGET.SAVE_MERGED``,
+``model_merged.safetensors``. Files are written when a task finishes: a run that fails in
+its first task (e.g. a NaN loss) leaves an earlier run's results as they were.
 """
 
 from __future__ import annotations
@@ -29,12 +30,8 @@ from det_forget.classification.data import load_splits
 from det_forget.classification.evaluate import embed, verification_report
 from det_forget.classification.face import FaceRecognizer
 from det_forget.classification.model import build_classifier, load_classifier
-from det_forget.classification.trainer import (
-    ClassificationForgetter,
-    summarize_run,
-    tasks_from_config,
-)
-from det_forget.utils.io import atomic_directory, atomic_write
+from det_forget.classification.trainer import ClassificationForgetter, summarize_run
+from det_forget.forgetting import RunDirectory, tasks_from_config
 
 logger = logging.getLogger("det_forget.tools.forget_classification")
 
@@ -69,7 +66,7 @@ def run(cfg, write: bool = True) -> dict:
 
     Args:
         cfg: a frozen classification config.
-        write: write ``metrics.json`` and ``artifacts/`` into ``OUTPUT_DIR``.
+        write: write the run directory into ``OUTPUT_DIR``.
 
     Returns:
         ``{"summary": ..., "result": ...}``.
@@ -90,20 +87,18 @@ def run(cfg, write: bool = True) -> dict:
     verification = {}
     if isinstance(model, FaceRecognizer):
         verification["before"] = face_verification(cfg, model, data, tasks[-1])
-    if write:
-        with atomic_directory(out / "artifacts") as staging:
-            result = forgetter.run(tasks, output_dir=staging)
-    else:
-        result = forgetter.run(tasks)
+    result = forgetter.run(tasks, output_dir=out if write else None)
     summary = summarize_run(result)
     if verification:
         verification["after"] = face_verification(cfg, forgetter.model, data, tasks[-1])
         summary["verification"] = verification
     report = {"summary": summary, "result": result, "config": json.loads(json.dumps(cfg))}
     if write:
-        with atomic_write(out / "metrics.json") as f:
-            json.dump(report, f, indent=2)
-        logger.info("wrote %s", out / "metrics.json")
+        run_dir = RunDirectory(out)
+        history = run_dir.read_history()
+        history.info["summary"] = summary
+        run_dir.write_history(history)
+        logger.info("wrote %s", run_dir.history_path)
     for row in summary["tasks"]:
         logger.info(
             "task %d forget %s: Acc_f %.2f -> %.2f | Acc_r %.2f -> %.2f | Acc_o %s | Acc_m %s "

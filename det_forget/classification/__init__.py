@@ -15,7 +15,6 @@ from .data import (
     load_image_folder,
     load_splits,
     read_idx,
-    resolve_classes,
     stratified_split,
     subsample_per_class,
 )
@@ -43,7 +42,6 @@ from .trainer import (
     build_task_data,
     early_stop_score,
     summarize_run,
-    tasks_from_config,
 )
 
 __all__ = [
@@ -59,7 +57,6 @@ __all__ = [
     "load_image_folder",
     "load_splits",
     "read_idx",
-    "resolve_classes",
     "stratified_split",
     "subsample_per_class",
     "embed",
@@ -84,5 +81,4 @@ __all__ = [
     "build_task_data",
     "early_stop_score",
     "summarize_run",
-    "tasks_from_config",
 ]

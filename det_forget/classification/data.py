@@ -16,12 +16,14 @@ import gzip
 import logging
 import os
 import struct
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..data.forget_retain import select_per_class
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -34,7 +36,6 @@ __all__ = [
     "load_image_folder",
     "stratified_split",
     "subsample_per_class",
-    "resolve_classes",
     "BatchSampler",
     "DataSplits",
     "load_splits",
@@ -305,11 +306,10 @@ def subsample_per_class(
     shots: int = 0,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Indices of a per-class subset: ``shots`` samples per class, or a ``ratio`` of each.
+    """Indices of a per-class subset of labelled samples (``shots`` per class, or a ``ratio``).
 
-    The draw for a class depends only on ``seed`` and the class id, not on which other
-    classes are asked for, so the forget and retain subsets of one seed are consistent
-    across settings.
+    :func:`det_forget.data.forget_retain.select_per_class` on one label per sample, so
+    classification and detection sample alike.
 
     Args:
         labels: int64 labels ``(N,)``.
@@ -325,52 +325,14 @@ def subsample_per_class(
         raise ValueError(f"data ratio must be in (0, 1], got {ratio}")
     if shots < 0:
         raise ValueError(f"shots must be >= 0, got {shots}")
-    out = []
-    for c in classes:
-        idx = torch.nonzero(labels == int(c)).flatten()
-        if len(idx) == 0:
-            continue
-        gen = torch.Generator().manual_seed(seed * 100_003 + int(c))
-        idx = idx[torch.randperm(len(idx), generator=gen)]
-        n = shots if shots > 0 else max(1, round(ratio * len(idx)))
-        out.append(idx[:n])
-    if not out:
-        return torch.empty(0, dtype=torch.long)
-    return torch.sort(torch.cat(out)).values
-
-
-def resolve_classes(values: Sequence[Hashable], class_names: Sequence[str]) -> list[int]:
-    """Class ids from names (case-insensitive) or ids (ints or digit strings).
-
-    Args:
-        values: e.g. ``["Trouser", 5, "7"]``.
-        class_names: the model's class names in id order.
-
-    Returns:
-        Class ids in the order given.
-
-    Raises:
-        ValueError: a name that is not a class or an id out of range (names the value and
-            lists the valid names).
-    """
-    lookup = {n.lower(): i for i, n in enumerate(class_names)}
-    out = []
-    for v in values:
-        if isinstance(v, bool):
-            raise ValueError(f"class {v!r} is neither a class name nor an id")
-        if isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit()):
-            i = int(v)
-            if not 0 <= i < len(class_names):
-                raise ValueError(
-                    f"class id {i} is out of range 0..{len(class_names) - 1} "
-                    f"(classes: {list(class_names)})"
-                )
-            out.append(i)
-        elif isinstance(v, str) and v.strip().lower() in lookup:
-            out.append(lookup[v.strip().lower()])
-        else:
-            raise ValueError(f"unknown class {v!r}; valid class names: {list(class_names)}")
-    return out
+    idx = select_per_class(
+        [(int(v),) for v in labels.tolist()],
+        classes,
+        ratio=None if shots > 0 else ratio,
+        shots=shots or None,
+        seed=seed,
+    )
+    return torch.tensor(idx, dtype=torch.long)
 
 
 class BatchSampler:

@@ -9,9 +9,11 @@
   :class:`det_forget.forgetting.ForgettingObjective`, which adds the method's terms;
 * early stopping scores ``mean(Acc_r, 100 - Acc_f)`` on the validation split carved from
   train (never the test split) and restores the best weights;
-* sequences of tasks run through :class:`det_forget.forgetting.ContinualRunner` (merge +
-  fresh adapter between tasks), which reports Acc_f / Acc_r / Acc_o / Acc_m via
-  :func:`det_forget.evaluation.metrics.forgetting_summary`.
+* tasks (one, or a continual sequence) run through the shared
+  :class:`det_forget.forgetting.TaskRunner`: this module supplies the step loop
+  (:meth:`ClassificationForgetter.train_task`) and per-class accuracy; the runner does the
+  task boundary (record, adapter with its manifest, ``history.json``, merge + fresh
+  adapter) and the run directory of :mod:`det_forget.forgetting.run_dir`.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from torch import nn
 from ..config import lora_config_from_cfg
 from ..evaluation.metrics import group_mean
 from ..forgetting import (
-    ContinualRunner,
     ForgetTask,
     ForgettingObjective,
     PrototypeAccumulator,
-    build_tasks,
+    RunDirectory,
+    TaskRunner,
     check_method,
+    config_hash,
     random_labels,
     retain_loss,
     task_anchor,
@@ -48,17 +51,15 @@ from ..lora import (
     count_parameters,
     inject_lora,
     lora_layers,
-    save_adapter,
     unload_adapters,
 )
-from .data import BatchSampler, DataSplits, ImageClassData, resolve_classes, subsample_per_class
+from .data import BatchSampler, DataSplits, ImageClassData, subsample_per_class
 from .evaluate import evaluate_per_class
 from .pretrain import format_eta
 
 __all__ = [
     "TaskData",
     "build_task_data",
-    "tasks_from_config",
     "early_stop_score",
     "ClassificationForgetter",
     "summarize_run",
@@ -119,42 +120,6 @@ def build_task_data(
     return TaskData(forget=forget, retain=retain)
 
 
-def tasks_from_config(cfg, class_names: Sequence[str]) -> list[ForgetTask]:
-    """The forgetting tasks a config asks for, with class names resolved to ids.
-
-    ``FORGET.TASKS`` (explicit lists) wins over ``FORGET.CLASSES`` (one task), which wins
-    over ``FORGET.TASK_SIZES`` (cut from the class order shuffled with
-    ``FORGET.CLASS_ORDER_SEED``).
-
-    Args:
-        cfg: a config with ``FORGET``.
-        class_names: the model's classes in id order.
-
-    Returns:
-        The tasks (class ids).
-
-    Raises:
-        ValueError: unknown class names, an empty forget set, or every class forgotten.
-    """
-    f = cfg.FORGET
-    all_ids = list(range(len(class_names)))
-    missing = resolve_classes(list(f.MISSING_CLASSES), class_names)
-    if len(f.TASKS) > 0:
-        explicit = [resolve_classes(list(t), class_names) for t in f.TASKS]
-        return build_tasks(all_ids, explicit=explicit, missing=missing)
-    if len(f.CLASSES) > 0:
-        return build_tasks(
-            all_ids, explicit=[resolve_classes(list(f.CLASSES), class_names)], missing=missing
-        )
-    if len(f.TASK_SIZES) > 0:
-        return build_tasks(
-            all_ids, task_sizes=list(f.TASK_SIZES), seed=f.CLASS_ORDER_SEED, missing=missing
-        )
-    raise ValueError(
-        "empty forget set: set FORGET.CLASSES (names or ids), FORGET.TASKS or FORGET.TASK_SIZES"
-    )
-
-
 def early_stop_score(per_class: Mapping[Hashable, float], forgotten, retained) -> float:
     """``mean(Acc_r, 100 - Acc_f)`` (Poppi et al.'s selection criterion), in %.
 
@@ -171,17 +136,12 @@ def early_stop_score(per_class: Mapping[Hashable, float], forgotten, retained) -
     return 0.5 * ((100.0 if acc_r is None else acc_r) + 100.0 - (0.0 if acc_f is None else acc_f))
 
 
-def _build_optimizer(params: list[nn.Parameter], solver) -> torch.optim.Optimizer:
-    name = solver.OPTIMIZER.lower()
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY)
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=solver.BASE_LR, momentum=0.9, weight_decay=solver.WEIGHT_DECAY
-        )
-    raise ValueError(f"unknown CLS.SOLVER.OPTIMIZER {solver.OPTIMIZER!r}; valid: adam, adamw, sgd")
+def _build_optimizer(params: list[nn.Parameter], solver, name: str) -> torch.optim.Optimizer:
+    """``FORGET.OPTIMIZER`` ``name`` at ``CLS.SOLVER``'s learning rate and weight decay."""
+    from ..config import resolve_optimizer
+
+    cls, kwargs = resolve_optimizer(name, weight_decay=solver.WEIGHT_DECAY)
+    return cls(params, lr=solver.BASE_LR, **kwargs)
 
 
 class ClassificationForgetter:
@@ -297,7 +257,7 @@ class ClassificationForgetter:
             p.requires_grad_(True)
 
     def train_task(self, task: ForgetTask) -> dict[str, Any]:
-        """Train on one task (the ``train_task`` callback of :class:`ContinualRunner`).
+        """Train on one task (the ``train_task`` step loop :class:`TaskRunner` calls).
 
         Args:
             task: the forgetting task.
@@ -326,7 +286,7 @@ class ClassificationForgetter:
         if self.spec.uses_prototypes:
             prototypes, present = self._prototypes(data)
         params = self._trainable()
-        optimizer = _build_optimizer(list(params.values()), solver)
+        optimizer = _build_optimizer(list(params.values()), solver, f.OPTIMIZER)
         max_iter = int(f.MAX_ITER)
         forget_sampler = BatchSampler(len(data.forget), solver.BATCH_SIZE, seed=seed)
         retain_sampler = (
@@ -492,13 +452,16 @@ class ClassificationForgetter:
         """Run ``tasks`` in sequence and return the results (per-class and per-group).
 
         Args:
-            tasks: from :func:`tasks_from_config`.
-            before: test per-class accuracy of the model before forgetting, if known.
-            output_dir: where to write each task's adapter (LoRA methods) and, with
-                ``FORGET.SAVE_MERGED``, the final merged model; None writes nothing.
+            tasks: from :func:`det_forget.forgetting.tasks_from_config`.
+            before: test per-class accuracy of the model before forgetting (by class id
+                or name), if known.
+            output_dir: the run directory (:mod:`det_forget.forgetting.run_dir`): each
+                task's adapter (LoRA methods), ``history.json``, ``config.yaml`` and, with
+                ``FORGET.SAVE_MERGED``, ``model_merged.safetensors``; None writes nothing.
 
         Returns:
-            ``{"method", "params", "tasks": ContinualRunner history, "seconds"}``.
+            ``{"method", "params", "class_names", "tasks": the runner's task records,
+            "seconds"}``; per-class scores are keyed by class name.
         """
         params = self.prepare()
         logger.info(
@@ -508,45 +471,47 @@ class ClassificationForgetter:
             params["total_params"],
             params["trainable_share"],
         )
-
-        def save_task(task: ForgetTask, record: dict[str, Any]) -> None:
-            if output_dir is None or not self.is_lora:
-                return
-            save_adapter(
-                self.model,
-                Path(output_dir) / f"task_{task.index}" / "adapter",
-                self.lora_config,
-                metadata={
-                    "task": task.to_dict(),
-                    "class_names": list(self.data.test.classes),
-                    "summary": record["summary"],
-                },
-            )
-
-        start = time.perf_counter()
-        runner = ContinualRunner(
+        names = list(self.data.test.classes)
+        run_dir = RunDirectory(output_dir) if output_dir is not None else None
+        runner = TaskRunner(
             self.model,
             tasks,
-            train_task=self.train_task,
-            evaluate=lambda: self.evaluate("test"),
-            save_task=save_task,
-            merge_between_tasks=self.is_lora,
+            class_names=names,
+            method=self.spec,
+            task_type=task_type_of(self.cfg),
+            metric="accuracy",
+            run_dir=run_dir,
+            lora_config=self.lora_config,
+            info={
+                "config_hash": config_hash(self.cfg),
+                "base_weights": self.cfg.CLS.WEIGHTS,
+                "params": params,
+            },
+            config_text=self.cfg.dump(),
         )
-        history = runner.run(before=before)
+
+        def by_name(scores: Mapping[Hashable, float]) -> dict[str, float]:
+            return {names[k] if isinstance(k, int) else str(k): v for k, v in scores.items()}
+
+        start = time.perf_counter()
+        history = runner.run(
+            self.train_task,
+            lambda: by_name(self.evaluate("test")),
+            before=None if before is None else by_name(before),
+        )
         result = {
             "method": self.method,
             "params": params,
-            "class_names": list(self.data.test.classes),
+            "class_names": names,
             "tasks": history,
             "seconds": time.perf_counter() - start,
         }
-        if output_dir is not None and self.cfg.FORGET.SAVE_MERGED:
+        if run_dir is not None and self.cfg.FORGET.SAVE_MERGED:
             from .model import save_classifier
 
-            merged = self.merged_model()
             save_classifier(
-                merged,
-                Path(output_dir) / "model_final.safetensors",
+                self.merged_model(),
+                run_dir.merged_model_path(".safetensors"),
                 {"forget_method": self.method, "tasks": [t.to_dict() for t in tasks]},
             )
         return result

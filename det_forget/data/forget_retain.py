@@ -19,14 +19,14 @@ image count as containing that class: detectron2's mappers drop them from the ta
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
-import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..forgetting.tasks import resolve_classes
 
 __all__ = [
     "MISSING_POLICIES",
@@ -37,6 +37,7 @@ __all__ = [
     "register_view",
     "resolve_classes",
     "retain_view",
+    "select_per_class",
     "subsample_per_class",
 ]
 
@@ -51,89 +52,6 @@ MISSING_POLICIES = ("background", "drop_images")
 # --------------------------------------------------------------------------------------------
 # Class names -> contiguous ids
 # --------------------------------------------------------------------------------------------
-
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as an int if it is an integer (not a bool) or a string of digits."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def resolve_classes(
-    spec: str | int | Iterable[str | int],
-    thing_classes: Sequence[str],
-    dataset_name: str | None = None,
-    *,
-    what: str = "forget set",
-    allow_empty: bool = False,
-) -> list[int]:
-    """Turn class names or contiguous ids into contiguous ids.
-
-    Names are matched exactly first, so a class literally named ``"3"`` wins over id 3.
-
-    Args:
-        spec: one name or id, a comma-separated string of them, or an iterable of names,
-            ints and digit strings (e.g. ``cfg.FORGET.CLASSES``).
-        thing_classes: class names in contiguous-id order (detectron2 metadata).
-        dataset_name: only used in error messages.
-        what: what the classes are, for error messages (``"forget set"``, ...).
-        allow_empty: return ``[]`` for an empty ``spec`` instead of raising.
-
-    Returns:
-        Contiguous ids, in the order given.
-
-    Raises:
-        ValueError: unknown name (the message lists the valid names and close matches),
-            id out of range, a class given twice, or an empty ``spec``.
-    """
-    if isinstance(spec, str):
-        items: list[Any] = [s.strip() for s in spec.split(",") if s.strip()]
-    elif isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
-        items = [spec]
-    else:
-        items = list(spec)
-    where = f" of dataset {dataset_name!r}" if dataset_name else ""
-    if not items:
-        if allow_empty:
-            return []
-        raise ValueError(
-            f"empty {what}: give at least one class name or id{where} "
-            f"(valid names: {list(thing_classes)})"
-        )
-    index = {name: i for i, name in enumerate(thing_classes)}
-    ids: list[int] = []
-    given: dict[int, Any] = {}
-    for item in items:
-        if isinstance(item, str) and item.strip() in index:
-            cid = index[item.strip()]
-        else:
-            cid = _as_int(item)
-            if cid is None:
-                name = str(item)
-                close = difflib.get_close_matches(name, list(thing_classes), n=3, cutoff=0.6)
-                hint = f"; did you mean {close}?" if close else ""
-                raise ValueError(
-                    f"unknown class {name!r} in the {what}{where}{hint} "
-                    f"valid names: {list(thing_classes)}"
-                )
-            if not 0 <= cid < len(thing_classes):
-                raise ValueError(
-                    f"class id {cid} in the {what} is out of range{where}: valid ids are "
-                    f"0..{len(thing_classes) - 1}"
-                )
-        if cid in given:
-            raise ValueError(
-                f"class {thing_classes[cid]!r} (id {cid}) is given twice in the {what} "
-                f"(as {given[cid]!r} and {item!r})"
-            )
-        given[cid] = item
-        ids.append(cid)
-    return ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,6 +136,64 @@ def _image_key(record: Mapping[str, Any]) -> tuple[str, str]:
     return (str(record.get("file_name", "")), str(record.get("image_id", "")))
 
 
+def select_per_class(
+    class_sets: Sequence[Iterable[int]],
+    class_ids: Iterable[int],
+    ratio: float | None = None,
+    shots: int | None = None,
+    seed: int = 0,
+    keys: Sequence[Any] | None = None,
+) -> list[int]:
+    """Indices of a per-class sample: a fraction, or ``shots`` samples, of every class.
+
+    The one per-class sampler of det_forget: detection samples images (a sample belongs to
+    every class it shows), classification samples labelled images (one class each). For
+    each class, the samples of that class are ordered by ``keys`` (default: position) and
+    shuffled with a generator seeded by ``(seed, class id)``; the first
+    ``max(1, round(ratio * n))`` (or ``min(shots, n)``) are taken. The result is the union
+    over classes, so it depends neither on the order of the input (given keys), nor on the
+    other classes asked for, nor on global RNG state.
+
+    Args:
+        class_sets: the classes of each sample.
+        class_ids: classes to sample for.
+        ratio: fraction in (0, 1] of each class's samples.
+        shots: samples per class (> 0). Exclusive with ``ratio``; with neither, every
+            sample of one of ``class_ids`` is kept.
+        seed: seed of the selection.
+        keys: sort keys of the samples (a stable identity such as the file name).
+
+    Returns:
+        Sorted indices of the selected samples.
+
+    Raises:
+        ValueError: both or invalid ``ratio`` / ``shots``.
+    """
+    if ratio is not None and shots:
+        raise ValueError(f"give ratio or shots, not both (got ratio={ratio}, shots={shots})")
+    if ratio is not None and not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    if shots is not None and shots < 0:
+        raise ValueError(f"shots must be > 0 (or 0/None for all images), got {shots}")
+    present = [set(c) for c in class_sets]
+    order_key = (lambda i: keys[i]) if keys is not None else (lambda i: i)
+    selected: set[int] = set()
+    for c in sorted({int(c) for c in class_ids}):
+        candidates = sorted((i for i, p in enumerate(present) if c in p), key=order_key)
+        n = len(candidates)
+        if n == 0:
+            continue
+        if shots:
+            k = min(int(shots), n)
+        elif ratio is not None:
+            k = max(1, round(ratio * n))
+        else:
+            k = n
+        order = np.random.default_rng([int(seed), c]).permutation(n)
+        selected.update(candidates[j] for j in order[:k])
+    return sorted(selected)
+
+
 def subsample_per_class(
     dicts: Sequence[Mapping[str, Any]],
     class_ids: Iterable[int],
@@ -249,30 +225,10 @@ def subsample_per_class(
     Raises:
         ValueError: both or invalid ``ratio`` / ``shots``.
     """
-    if ratio is not None and shots:
-        raise ValueError(f"give ratio or shots, not both (got ratio={ratio}, shots={shots})")
-    if ratio is not None and not 0.0 < ratio <= 1.0:
-        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    if shots is not None and shots < 0:
-        raise ValueError(f"shots must be > 0 (or 0/None for all images), got {shots}")
-    classes = sorted({int(c) for c in class_ids})
     present = [_classes_present(d) for d in dicts]
     keys = [_image_key(d) for d in dicts]
-    selected: set[int] = set()
-    for c in classes:
-        candidates = sorted((i for i, p in enumerate(present) if c in p), key=lambda i: keys[i])
-        n = len(candidates)
-        if n == 0:
-            continue
-        if shots:
-            k = min(int(shots), n)
-        elif ratio is not None:
-            k = max(1, round(ratio * n))
-        else:
-            k = n
-        order = np.random.default_rng([int(seed), c]).permutation(n)
-        selected.update(candidates[j] for j in order[:k])
-    return [copy.deepcopy(dict(dicts[i])) for i in sorted(selected)]
+    selected = select_per_class(present, class_ids, ratio=ratio, shots=shots, seed=seed, keys=keys)
+    return [copy.deepcopy(dict(dicts[i])) for i in selected]
 
 
 def class_statistics(

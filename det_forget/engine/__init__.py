@@ -1,8 +1,8 @@
 """Trainers: base detector training and forgetting (forget + retain loaders, tasks)."""
 
 from .base_trainer import DetectionTrainer, build_optimizer
-from .forget_data import TaskDataLoader, tasks_from_config, thing_classes_of
-from .forget_trainer import ForgetTaskHook, ForgetTrainer, config_hash, finalize_forget_config
+from .forget_data import TaskDataLoader, thing_classes_of
+from .forget_trainer import ForgetTaskHook, ForgetTrainer, finalize_forget_config
 from .job import ForgetJob, JobCancelled, JobProgress, JobResult
 
 __all__ = [
@@ -13,10 +13,8 @@ __all__ = [
     "DetectionTrainer",
     "build_optimizer",
     "TaskDataLoader",
-    "tasks_from_config",
     "thing_classes_of",
     "ForgetTaskHook",
     "ForgetTrainer",
-    "config_hash",
     "finalize_forget_config",
 ]

@@ -14,10 +14,10 @@ import torch
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
 
-from ..data.forget_retain import ForgetRetainSplit, build_forget_retain_split, resolve_classes
-from ..forgetting import ForgetTask, build_tasks
+from ..data.forget_retain import ForgetRetainSplit, build_forget_retain_split
+from ..forgetting import ForgetTask
 
-__all__ = ["TaskDataLoader", "tasks_from_config", "thing_classes_of"]
+__all__ = ["TaskDataLoader", "thing_classes_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,44 +32,6 @@ def thing_classes_of(cfg) -> list[str]:
         DatasetCatalog.get(name)  # loading a COCO json fills thing_classes
         classes = MetadataCatalog.get(name).thing_classes
     return list(classes)
-
-
-def tasks_from_config(cfg) -> list[ForgetTask]:
-    """The forgetting tasks of a config, with classes as contiguous ids.
-
-    ``FORGET.TASKS`` (explicit lists) wins over ``FORGET.CLASSES`` (one task), which wins
-    over ``FORGET.TASK_SIZES`` (cut from the class order shuffled with
-    ``FORGET.CLASS_ORDER_SEED``).
-
-    Raises:
-        ValueError: unknown class names, an empty forget set, all classes forgotten.
-    """
-    f = cfg.FORGET
-    thing_classes = thing_classes_of(cfg)
-    dataset = cfg.DATASETS.TRAIN[0]
-    all_ids = list(range(len(thing_classes)))
-    missing = (
-        resolve_classes(list(f.MISSING_CLASSES), thing_classes, dataset, what="missing classes")
-        if len(f.MISSING_CLASSES)
-        else []
-    )
-    if len(f.TASKS):
-        explicit = [
-            resolve_classes(list(t), thing_classes, dataset, what=f"forget set of task {i}")
-            for i, t in enumerate(f.TASKS)
-        ]
-        return build_tasks(all_ids, explicit=explicit, missing=missing)
-    if len(f.CLASSES):
-        explicit = [resolve_classes(list(f.CLASSES), thing_classes, dataset)]
-        return build_tasks(all_ids, explicit=explicit, missing=missing)
-    if len(f.TASK_SIZES):
-        return build_tasks(
-            all_ids, task_sizes=list(f.TASK_SIZES), seed=f.CLASS_ORDER_SEED, missing=missing
-        )
-    raise ValueError(
-        "empty forget set: set FORGET.CLASSES (one task), FORGET.TASKS (a list of class "
-        f"lists) or FORGET.TASK_SIZES; classes of {dataset}: {thing_classes}"
-    )
 
 
 class TaskDataLoader:

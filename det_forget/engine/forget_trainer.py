@@ -1,22 +1,22 @@
 """``ForgetTrainer``: GS-LoRA forgetting (one task or a continual sequence) in detectron2.
 
-One run = ``len(tasks) * FORGET.MAX_ITER`` iterations of detectron2's training loop. A
-hook (:class:`ForgetTaskHook`) marks the task boundaries: before the first task it
-evaluates the model (the "before" numbers), at the end of each task it evaluates, saves
-the task's adapter with a manifest, merges it into the weights and starts a fresh one
-with a fresh optimizer state. Its state (task history) is part of every checkpoint, so
+One run = ``len(tasks) * FORGET.MAX_ITER`` iterations of detectron2's training loop.
+Detection keeps detectron2's loop; the task sequence, the task boundary and the run
+directory are the shared :class:`~det_forget.forgetting.TaskRunner`'s. A thin hook
+(:class:`ForgetTaskHook`) switches the data and objective at each task start, and at each
+task end evaluates COCO AP and hands the result to the runner (which records the task,
+saves its adapter, writes ``history.json``, merges and resets the adapters), then starts
+the next task with a fresh optimizer state. The history is part of every checkpoint, so
 ``--resume`` continues a killed run where it stopped.
 
-Outputs in ``OUTPUT_DIR``: ``adapters/task_XX/`` (safetensors + JSON manifest: classes,
-data used, metrics before/after, config hash), ``forget_report.json`` (history of every
-task), ``model_merged.pth`` + ``merged_config.yaml`` (a plain detector checkpoint that
-stock detectron2 loads), and detectron2's ``metrics.json`` with each loss term.
+Outputs in ``OUTPUT_DIR``: the run directory of :mod:`det_forget.forgetting.run_dir`
+(``config.yaml``, ``history.json``, ``adapters/task_XX/``, ``model_merged.pth`` +
+``merged_config.yaml``, a plain detector checkpoint that stock detectron2 loads), plus
+detectron2's ``metrics.json`` with each loss term and its training checkpoints.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -31,23 +31,25 @@ from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from tabulate import tabulate
 
-from ..config import lora_config_from_cfg
+from ..config import check_ignored_keys, lora_config_from_cfg
 from ..evaluation.coco_forget import ForgetCOCOEvaluator, load_before
-from ..evaluation.metrics import forgetting_summary
 from ..forgetting import (
     ForgetTask,
     ForgettingObjective,
+    RunDirectory,
+    TaskRunner,
     check_method,
+    config_hash,
     task_anchor,
     task_type_of,
+    tasks_from_config,
 )
-from ..lora import lora_layers, merge_and_reset_adapters, save_adapter
 from ..utils.io import atomic_write
 from .base_trainer import DetectionTrainer
-from .forget_data import TaskDataLoader, tasks_from_config, thing_classes_of
+from .forget_data import TaskDataLoader, thing_classes_of
 from .inference import detector_config, save_merged_checkpoint
 
-__all__ = ["ForgetTrainer", "ForgetTaskHook", "finalize_forget_config", "config_hash"]
+__all__ = ["ForgetTrainer", "ForgetTaskHook", "finalize_forget_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +60,12 @@ def finalize_forget_config(cfg) -> None:
     Sets ``SOLVER.MAX_ITER = len(tasks) * FORGET.MAX_ITER`` and checks the classes early,
     so a typo fails before any model is built.
     """
-    tasks = tasks_from_config(cfg)
+    check_ignored_keys(cfg)
+    check_method(cfg.FORGET.METHOD, task_type_of(cfg))
+    tasks = tasks_from_config(cfg, thing_classes_of(cfg), cfg.DATASETS.TRAIN[0])
     cfg.SOLVER.MAX_ITER = len(tasks) * cfg.FORGET.MAX_ITER
     if cfg.FORGET.MAX_ITER <= 0:
         raise ValueError(f"FORGET.MAX_ITER must be positive, got {cfg.FORGET.MAX_ITER}")
-
-
-def config_hash(cfg) -> str:
-    """sha256 (16 hex digits) of the config dump: identifies the run that made an adapter."""
-    return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
 
 
 def _unwrap(model):
@@ -76,12 +75,14 @@ def _unwrap(model):
 class ForgetTaskHook(HookBase):
     """Runs the task sequence inside detectron2's training loop (see module docstring)."""
 
-    def __init__(self, cfg, tasks: list[ForgetTask], data: TaskDataLoader) -> None:
+    def __init__(
+        self, cfg, tasks: list[ForgetTask], data: TaskDataLoader, runner: TaskRunner
+    ) -> None:
         self.cfg = cfg
         self.tasks = tasks
         self.data = data
+        self.runner = runner
         self.per_task = cfg.FORGET.MAX_ITER
-        self.history: list[dict[str, Any]] = []
         self.before: dict[str, Any] | None = None
         self.current: int | None = None
         # Every iteration reseeds torch's RNG from (run seed, iteration), so box jitter and
@@ -90,11 +91,16 @@ class ForgetTaskHook(HookBase):
         self.seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
 
     # -- state carried in checkpoints (TrainerBase.state_dict collects it) --
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The finished tasks' records (the runner's)."""
+        return self.runner.records
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "before": self.before, "seed": self.seed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.history = list(state.get("history", []))
+        self.runner.history.tasks = list(state.get("history", []))
         self.before = state.get("before")
         self.seed = int(state.get("seed", self.seed))
 
@@ -137,29 +143,21 @@ class ForgetTaskHook(HookBase):
         index = it // self.per_task - 1
         task = self.tasks[index]
         results, after = self.trainer.evaluate_task(task, before=self.before)
-        record = {
-            "task": task.to_dict(),
-            "classes": self.trainer.class_names(task),
-            "iterations": [index * self.per_task, it],
-            "before": self.before,
-            "after": after,
-            "results": results,
-        }
-        if self.before is not None and comm.is_main_process():
-            names = self.trainer.thing_classes
-            groups = task.groups()
-            record["summary"] = forgetting_summary(
-                _ap_only(self.before),
-                _ap_only(after),
-                type(groups)(**{g: [names[c] for c in v] for g, v in groups.as_dict().items()}),
-            )
-        self.history.append(record)
-        model = _unwrap(self.trainer.model)
-        if comm.is_main_process():
-            self.trainer.save_task_outputs(task, record)
+        split = self.data.split
+        self.runner.end_task(
+            task,
+            before=None if self.before is None else _score(self.before, "AP"),
+            after=_score(after, "AP"),
+            train={"iterations": [index * self.per_task, it]},
+            details={
+                "AP50_before": None if self.before is None else _score(self.before, "AP50"),
+                "AP50_after": _score(after, "AP50"),
+                "results": results,
+                "data_used": split.stats() if split is not None else None,
+            },
+            main_process=comm.is_main_process(),
+        )
         if index + 1 < len(self.tasks):
-            if any(True for _ in lora_layers(model)):
-                merge_and_reset_adapters(model)
             self.trainer.optimizer.state.clear()
             self.before = after
             self._start_task(index + 1)
@@ -173,12 +171,13 @@ class ForgetTrainer(DetectionTrainer):
     strict_checkpoint = True
 
     def __init__(self, cfg) -> None:
-        self.tasks = tasks_from_config(cfg)
         self.thing_classes = thing_classes_of(cfg)
-        method = check_method(cfg.FORGET.METHOD, task_type_of(cfg))
+        self.tasks = tasks_from_config(cfg, self.thing_classes, cfg.DATASETS.TRAIN[0])
+        self.method = check_method(cfg.FORGET.METHOD, task_type_of(cfg))
         self.task_data = TaskDataLoader(
-            cfg, use_forget=method.uses_forget_data, use_retain=method.uses_retain_data
+            cfg, use_forget=self.method.uses_forget_data, use_retain=self.method.uses_retain_data
         )
+        self.run_dir = RunDirectory(cfg.OUTPUT_DIR)
         super().__init__(cfg)
 
     def build_train_loader(self, cfg):  # noqa: D102  (instance method: needs the tasks)
@@ -206,7 +205,20 @@ class ForgetTrainer(DetectionTrainer):
             # Tasks are evaluated at their boundaries; detectron2's EvalHook would add one
             # more evaluation at the end without the "before" numbers.
             hook_list = [h for h in hook_list if not isinstance(h, hooks.EvalHook)]
-        self.task_hook = ForgetTaskHook(self.cfg, self.tasks, self.task_data)
+        model = _unwrap(self.model)
+        runner = TaskRunner(
+            model.detector,
+            self.tasks,
+            class_names=self.thing_classes,
+            method=self.method,
+            task_type=task_type_of(self.cfg),
+            metric="AP",
+            run_dir=self.run_dir,
+            lora_config=lora_config_from_cfg(self.cfg) if self.method.uses_lora else None,
+            info={"config_hash": config_hash(self.cfg), "base_weights": self.cfg.MODEL.WEIGHTS},
+            config_text=self.cfg.dump(),
+        )
+        self.task_hook = ForgetTaskHook(self.cfg, self.tasks, self.task_data, runner)
         at = next(i for i, h in enumerate(hook_list) if isinstance(h, hooks.LRScheduler)) + 1
         hook_list.insert(at, self.task_hook)
         return hook_list
@@ -277,37 +289,6 @@ class ForgetTrainer(DetectionTrainer):
             results[dataset] = inference_on_dataset(model, loader, evaluator)
         return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
 
-    def save_task_outputs(self, task: ForgetTask, record: dict[str, Any]) -> None:
-        """Adapter + manifest of a finished task, and the updated run report."""
-        model = _unwrap(self.model)
-        if any(True for _ in lora_layers(model)):
-            meta = {
-                "task": task.index,
-                "classes": record["classes"],
-                "data_used": self.task_data.split.stats() if self.task_data.split else None,
-                "metrics_before": record["before"],
-                "metrics_after": record["after"],
-                "summary": record.get("summary"),
-                "config_hash": config_hash(self.cfg),
-                "method": self.cfg.FORGET.METHOD,
-                "base_weights": self.cfg.MODEL.WEIGHTS,
-            }
-            path = os.path.join(self.cfg.OUTPUT_DIR, "adapters", f"task_{task.index:02d}")
-            save_adapter(model.detector, path, lora_config_from_cfg(self.cfg), metadata=meta)
-            record["adapter"] = path
-        self.write_report()
-
-    def write_report(self) -> None:
-        """``forget_report.json``: every task's classes, metrics and files."""
-        report = {
-            "config_hash": config_hash(self.cfg),
-            "method": self.cfg.FORGET.METHOD,
-            "classes": self.thing_classes,
-            "tasks": self.task_hook.history,
-        }
-        with atomic_write(os.path.join(self.cfg.OUTPUT_DIR, "forget_report.json")) as f:
-            json.dump(report, f, indent=2, default=_json_default, allow_nan=False)
-
     def train(self):
         super().train()
         if comm.is_main_process():
@@ -355,26 +336,20 @@ class ForgetTrainer(DetectionTrainer):
         (``DefaultPredictor`` after ``import det_forget`` for the backbone) loads it with
         the same parameter count and speed as the base model.
         """
-        out = os.path.join(self.cfg.OUTPUT_DIR, "model_merged.pth")
+        out = str(self.run_dir.merged_model_path(".pth"))
         save_merged_checkpoint(_unwrap(self.model), out)
         merged_cfg = detector_config(self.cfg)
         merged_cfg.MODEL.WEIGHTS = out
-        with atomic_write(os.path.join(self.cfg.OUTPUT_DIR, "merged_config.yaml")) as f:
+        with atomic_write(self.run_dir.merged_config_path) as f:
             f.write(merged_cfg.dump())
-        logger.info("Merged checkpoint: %s (config merged_config.yaml)", out)
+        logger.info("Merged checkpoint: %s (config %s)", out, self.run_dir.merged_config_path)
         return out
 
 
-def _ap_only(per_class: Mapping[str, Any]) -> dict[str, float]:
-    """``{class: AP}`` from ``{class: {"AP": .., "AP50": ..}}`` (undefined APs left out)."""
-    return {k: v["AP"] for k, v in per_class.items() if v.get("AP") is not None}
+def _score(per_class: Mapping[str, Any], key: str) -> dict[str, float | None]:
+    """``{class: AP}`` (or AP50) from the evaluator's ``{class: {"AP": .., "AP50": ..}}``."""
+    return {k: v.get(key) for k, v in per_class.items()}
 
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.1f}"
-
-
-def _json_default(o):
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,6 +1,6 @@
-"""The forgetting core shared by every task type: losses, groups, prototypes, continual."""
+"""The forgetting core shared by every task type: the method registry, losses, groups,
+prototypes, tasks, the task runner and the run directory."""
 
-from .continual import ContinualRunner, ForgetTask, build_tasks
 from .groups import (
     DEFAULT_BLOCK_REGEX,
     GROUP_GRANULARITIES,
@@ -35,6 +35,9 @@ from .methods import (
 from .objective import ForgettingObjective
 from .prototypes import PrototypeAccumulator, compute_prototypes, prototype_kl, prototype_loss
 from .regularizers import WeightAnchor, estimate_fisher, task_anchor
+from .run_dir import LegacyRunError, RunDirectory, RunHistory
+from .runner import TaskRunner, config_hash
+from .tasks import ForgetTask, build_tasks, resolve_classes, tasks_from_config
 
 __all__ = [
     "ForgettingObjective",
@@ -49,9 +52,15 @@ __all__ = [
     "WeightAnchor",
     "estimate_fisher",
     "task_anchor",
-    "ContinualRunner",
     "ForgetTask",
     "build_tasks",
+    "resolve_classes",
+    "tasks_from_config",
+    "TaskRunner",
+    "config_hash",
+    "RunDirectory",
+    "RunHistory",
+    "LegacyRunError",
     "DEFAULT_BLOCK_REGEX",
     "GROUP_GRANULARITIES",
     "ZERO_GROUP_REL_THRESHOLD",

@@ -17,10 +17,10 @@ from det_forget.classification.data import (
     load_fashion_mnist,
     load_image_folder,
     read_idx,
-    resolve_classes,
     stratified_split,
     subsample_per_class,
 )
+from det_forget.forgetting import resolve_classes
 
 
 def _write_idx(path, array: np.ndarray, compress: bool) -> None:

@@ -46,17 +46,15 @@ def test_from_config_and_registry():
     assert model.arch["depth"] == cfg.CLS.MODEL.DEPTH
 
 
-@pytest.mark.parametrize(
-    "target, qkv, wrapped",
-    [(["mlp.fc1", "mlp.fc2"], [], 4), ([], ["attn.qkv"], 2)],
-)
-def test_lora_targets_from_config(target, qkv, wrapped):
+@pytest.mark.parametrize("method, wrapped", [("gs_lora", 4), ("no_retain", 2)])
+def test_lora_targets_from_config(method, wrapped):
+    # The registry places the adapters: FFNs for GS-LoRA, the fused q/k/v for no_retain,
+    # whatever the other list holds.
     cfg = get_classification_cfg()
-    cfg.FORGET.LORA.TARGET_MODULES = target
-    cfg.FORGET.LORA.QKV_MODULES = qkv
+    cfg.FORGET.METHOD = method
     report = inject_lora(_tiny(), lora_config_from_cfg(cfg))
     assert len(report.wrapped) == wrapped
-    if qkv:
+    if method == "no_retain":
         assert all(parts == ("q", "k", "v") for parts in report.wrapped.values())
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from det_forget.classification.cli import setup_cfg
-from det_forget.forgetting import METHODS
+from det_forget.forgetting import METHODS, RunDirectory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,23 +54,27 @@ def test_forget_tool_writes_metrics_and_artifacts(identity_dirs, tiny_classifier
     tool = _load_tool("forget_classification")
     out = tmp_path / "run"
     assert tool.main(_opts(identity_dirs, tiny_classifier[0], out)) == 0
-    report = json.loads((out / "metrics.json").read_text())
-    (row,) = report["summary"]["tasks"]
+    run = RunDirectory(out)
+    history = run.read_history()
+    (row,) = history.info["summary"]["tasks"]
     assert row["forget"] == ["id_2"] and row["acc_f"] <= 2.0
-    assert report["config"]["FORGET"]["METHOD"] == "gs_lora"
-    assert (out / "artifacts" / "task_0" / "adapter" / "adapter_model.safetensors").is_file()
-    assert (out / "artifacts" / "model_final.safetensors").is_file()
+    assert history.method == "gs_lora" and history.task_type == "classification"
+    assert history.metric == "accuracy" and history.forgotten_classes == ["id_2"]
+    assert "METHOD: gs_lora" in (out / "config.yaml").read_text()
+    assert run.adapters() == [out / "adapters" / "task_00"]
+    assert (out / "adapters" / "task_00" / "adapter_model.safetensors").is_file()
+    assert run.merged_model() == out / "model_merged.safetensors"
 
 
 def test_nan_loss_leaves_previous_results_untouched(identity_dirs, tiny_classifier, tmp_path):
     tool = _load_tool("forget_classification")
     out = tmp_path / "run"
     out.mkdir()
-    (out / "metrics.json").write_text('{"previous": true}')
+    (out / "history.json").write_text('{"previous": true}')
     opts = _opts(identity_dirs, tiny_classifier[0], out, **{"FORGET.LOSS.RETAIN_WEIGHT": "1e999"})
     assert tool.main(opts) == 1
-    assert (out / "metrics.json").read_text() == '{"previous": true}'
-    assert sorted(p.name for p in out.iterdir()) == ["log.txt", "metrics.json"]
+    assert (out / "history.json").read_text() == '{"previous": true}'
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "log.txt"]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +93,7 @@ def test_forget_tool_clear_errors(identity_dirs, tiny_classifier, tmp_path, over
     tool = _load_tool("forget_classification")
     with pytest.raises(ValueError, match=message):
         tool.main(_opts(identity_dirs, tiny_classifier[0], tmp_path / "run", **override))
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run" / "history.json").exists()
 
 
 def test_pretrain_tool(identity_dirs, tmp_path):
@@ -127,7 +131,7 @@ def test_forget_tool_reports_face_verification(identity_dirs, tiny_face, tmp_pat
         "FORGET.MAX_ITER": "80",
     }
     assert tool.main(_opts(identity_dirs, tiny_face[0], tmp_path / "face", **extra)) == 0
-    report = json.loads((tmp_path / "face" / "metrics.json").read_text())
+    report = {"summary": RunDirectory(tmp_path / "face").read_history().info["summary"]}
     verification = report["summary"]["verification"]
     assert verification["before"]["all"]["TAR@FAR=0.01"] >= 90.0
     assert verification["after"]["retained"]["genuine_pairs"] > 0

@@ -13,9 +13,8 @@ from det_forget.classification.trainer import (
     build_task_data,
     early_stop_score,
     summarize_run,
-    tasks_from_config,
 )
-from det_forget.forgetting import build_tasks, get_method, methods_for
+from det_forget.forgetting import build_tasks, get_method, methods_for, tasks_from_config
 from det_forget.lora import inject_lora, load_adapter, lora_layers
 
 NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
@@ -122,17 +121,15 @@ def test_gs_lora_forgets_and_saves_a_loadable_adapter(cfg_for, tiny_classifier, 
     # The adapter file reloads into a freshly injected copy of the pre-trained model.
     fresh, _ = load_classifier(tiny_classifier[0])
     inject_lora(fresh, forgetter.lora_config)
-    load_adapter(fresh, tmp_path / "task_0" / "adapter")
+    load_adapter(fresh, tmp_path / "adapters" / "task_00")
     x = load_splits(cfg).test.images[:8]
     assert torch.allclose(fresh.eval()(x), forgetter.model(x), atol=1e-5)
-    merged, _ = load_classifier(tmp_path / "model_final.safetensors")
+    merged, _ = load_classifier(tmp_path / "model_merged.safetensors")
     assert torch.allclose(merged(x), forgetter.model(x), atol=1e-4)
 
 
 def test_no_retain_uses_qkv_adapters_and_no_retain_loss(cfg_for, tiny_classifier):
     cfg = cfg_for(METHOD="no_retain", MAX_ITER=60)
-    cfg.FORGET.LORA.TARGET_MODULES = []
-    cfg.FORGET.LORA.QKV_MODULES = ["attn.qkv"]
     cfg.FORGET.EARLY_STOP.PERIOD = 2
     cfg.CLS.SOLVER.OPTIMIZER = "adam"
     cfg.CLS.SOLVER.WEIGHT_DECAY = 0.0

@@ -11,6 +11,7 @@ from detectron2.engine import DefaultPredictor
 
 from det_forget.engine import ForgetTrainer, finalize_forget_config
 from det_forget.engine.inference import build_config
+from det_forget.forgetting import RunDirectory
 from det_forget.lora import read_adapter_config
 
 
@@ -50,8 +51,12 @@ def test_continual_run_writes_adapters_report_and_merged_model(tmp_path, tiny_sh
         meta = doc["lora_config"]["metadata"]
         assert meta["classes"] == h["classes"] and meta["metrics_after"] == h["after"]
         assert meta["data_used"] and len(meta["config_hash"]) == 16
-    report = json.loads((out / "forget_report.json").read_text())
-    assert len(report["tasks"]) == 2 and "summary" in report["tasks"][0]
+    run = RunDirectory(out).read_history()
+    assert run.method == "gs_lora" and run.task_type == "rcnn" and run.metric == "AP"
+    assert len(run.tasks) == 2 and run.tasks[0]["summary"] is not None
+    assert run.tasks == history and run.forgotten_classes == ["red_circle", "green_square", "cyan_ring"]
+    assert RunDirectory(out).adapters() == [out / "adapters" / "task_00", out / "adapters" / "task_01"]
+    assert RunDirectory(out).merged_model() == out / "model_merged.pth"
     metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     logged = set().union(*metrics)
     assert {"loss_forget_bounded", "loss_group_lasso", "retain_loss_cls"} <= logged
@@ -86,13 +91,13 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_shapes, base_weights):
         out, **{**kw, "FORGET.CLASSES": [], "FORGET.TASKS": [["red_circle"], ["cyan_ring"]]}
     )
     _run(cfg)
-    full = json.loads((out / "forget_report.json").read_text())
+    full = json.loads((out / "history.json").read_text())
     from safetensors.torch import load_file
 
     full_adapter = load_file(str(out / "adapters" / "task_01" / "adapter_model.safetensors"))
     # Pretend the run was killed after iteration 6 (task 2 half done): resume from there.
     (out / "last_checkpoint").write_text("model_0000005.pth")
-    os.remove(out / "forget_report.json")
+    os.remove(out / "history.json")
     cfg2 = tiny_cfg(
         out, **{**kw, "FORGET.CLASSES": [], "FORGET.TASKS": [["red_circle"], ["cyan_ring"]]}
     )
@@ -105,8 +110,8 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_shapes, base_weights):
     resumed_adapter = load_file(str(out / "adapters" / "task_01" / "adapter_model.safetensors"))
     assert any(torch.count_nonzero(v) for k, v in full_adapter.items() if ".lora_B." in k)
     assert all(torch.equal(full_adapter[k], resumed_adapter[k]) for k in full_adapter)
-    final = json.loads((out / "forget_report.json").read_text())
-    assert final["tasks"][1]["results"] == full["tasks"][1]["results"]
+    final = json.loads((out / "history.json").read_text())
+    assert final["tasks"][1]["details"]["results"] == full["tasks"][1]["details"]["results"]
 
 
 def test_bad_inputs_fail_clearly(tmp_path, tiny_shapes, base_weights):
@@ -212,7 +217,7 @@ def test_before_report_is_reused_instead_of_evaluating(tmp_path, tiny_shapes, ba
     cfg = tiny_cfg(second, **{"MODEL.WEIGHTS": base_weights, "FORGET.BEFORE_REPORT": str(report)})
     _, history = _run(cfg)
     ap, _ = load_before(report, thing_classes_of(cfg))
-    assert {c: v["AP"] for c, v in history[0]["before"].items()} == ap
+    assert history[0]["before"] == ap
     assert "drop" in history[0]["summary"] and "h_mean" in history[0]["summary"]
-    saved = json.loads((second / "forget_report.json").read_text())["tasks"][0]
+    saved = json.loads((second / "history.json").read_text())["tasks"][0]
     assert saved["before"] == history[0]["before"]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from det_forget.forgetting import ContinualRunner, build_tasks
-from det_forget.lora import LoraConfig, inject_lora, lora_layers
+from det_forget.forgetting import RunDirectory, TaskRunner, build_tasks, get_method
+from det_forget.lora import LoraConfig, inject_lora, lora_layers, read_adapter_config
 
 
 def test_build_tasks_from_sizes_and_seed():
@@ -38,10 +38,14 @@ def test_build_tasks_errors(kwargs, message):
         build_tasks(["a", "b", "c"], **kwargs)
 
 
-def test_runner_merges_and_resets_between_tasks():
+NAMES = ["a", "b", "c"]
+
+
+def test_runner_merges_and_resets_between_tasks(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
-    inject_lora(model, LoraConfig(target_modules=["0", "2"]))
+    config = LoraConfig(target_modules=["0", "2"])
+    inject_lora(model, config)
     tasks = build_tasks([0, 1, 2], explicit=[[0], [1]])
     x = torch.randn(8, 4)
     seen_b_zero = []
@@ -59,18 +63,55 @@ def test_runner_merges_and_resets_between_tasks():
 
     def evaluate():
         preds = model(x).argmax(1)
-        return {c: float((preds == c).float().mean() * 100) for c in range(3)}
+        return {NAMES[c]: float((preds == c).float().mean() * 100) for c in range(3)}
 
-    saved = []
-    history = ContinualRunner(
+    run_dir = RunDirectory(tmp_path / "run")
+    runner = TaskRunner(
         model,
         tasks,
-        train_task=train,
-        evaluate=evaluate,
-        save_task=lambda t, r: saved.append(t.index),
-    ).run()
+        class_names=NAMES,
+        method=get_method("gs_lora"),
+        task_type="classification",
+        metric="accuracy",
+        run_dir=run_dir,
+        lora_config=config,
+        info={"config_hash": "abc"},
+        config_text="FORGET: {}\n",
+    )
+    history = runner.run(train, evaluate)
     assert seen_b_zero == [True, True]  # each task starts with a fresh adapter
-    assert saved == [0, 1]
     assert history[1]["before"] == history[0]["after"]
     assert history[0]["train"] == {"steps": 1}
     assert set(history[1]["summary"]) >= {"before", "after", "drop", "h_mean"}
+    assert history[1]["classes"] == {"forget": ["b"], "retain": ["c"], "old": ["a"], "missing": []}
+    # One run directory: both adapters with one manifest schema, the history, the config.
+    read = run_dir.read_history()
+    assert read.tasks == history and read.forgotten_classes == ["a", "b"]
+    assert read.method == "gs_lora" and read.info["config_hash"] == "abc"
+    assert run_dir.adapters() == [run_dir.adapter_dir(0), run_dir.adapter_dir(1)]
+    meta = read_adapter_config(run_dir.adapter_dir(1))["lora_config"]["metadata"]
+    assert meta["classes"]["old"] == ["a"] and meta["metrics_after"] == history[1]["after"]
+    assert meta["method"] == "gs_lora" and meta["task_type"] == "classification"
+    assert (tmp_path / "run" / "config.yaml").read_text() == "FORGET: {}\n"
+
+
+def test_runner_writes_nothing_before_a_task_finishes(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    tasks = build_tasks([0, 1, 2], explicit=[[0]])
+    runner = TaskRunner(
+        model,
+        tasks,
+        class_names=NAMES,
+        method=get_method("finetune"),
+        task_type="classification",
+        metric="accuracy",
+        run_dir=RunDirectory(tmp_path / "run"),
+        config_text="x: 1\n",
+    )
+
+    def failing(task):
+        raise FloatingPointError("nan")
+
+    with pytest.raises(FloatingPointError):
+        runner.run(failing, lambda: dict.fromkeys(NAMES, 50.0))
+    assert not (tmp_path / "run").exists()
