@@ -82,33 +82,48 @@ def test_build_task_data_shots_old_and_missing(identity_dirs, make_tiny_cfg):
     assert torch.bincount(td.retain.labels, minlength=5).tolist() == [0, 0, 3, 0, 3]
 
 
-@pytest.mark.parametrize("method", [m.name for m in methods_for("classification")])
-def test_every_method_trains_the_right_weights(cfg_for, tiny_classifier, method):
-    cfg = cfg_for(METHOD=method, MAX_ITER=3)
+@pytest.mark.parametrize(
+    "task_type, method",
+    [(t, m.name) for t in ("classification", "face") for m in methods_for(t)],
+)
+def test_every_allowed_pair_trains_its_declared_terms_and_weights(
+    identity_dirs, make_tiny_cfg, tiny_classifier, tiny_face, task_type, method
+):
+    """The registry's contract for classifiers and face models: every method it allows
+    trains two steps, with exactly its declared loss terms, on the weights it declares."""
+    tiny = tiny_face if task_type == "face" else tiny_classifier
+    name = "FaceRecognizer" if task_type == "face" else "ViTClassifier"
+    cfg = make_tiny_cfg(*identity_dirs, weights=str(tiny[0]), name=name)
+    cfg.FORGET.METHOD = method
+    cfg.FORGET.MAX_ITER = 2
     cfg.FORGET.EARLY_STOP.PERIOD = 0
-    lora = get_method(method).uses_lora
-    if not lora:
+    spec = get_method(method)
+    if not spec.uses_lora:
         cfg.CLS.SOLVER.BASE_LR = 1e-3
-    reference = {k: v.clone() for k, v in tiny_classifier[1].state_dict().items()}
-    forgetter, result = _run(cfg, tiny_classifier)
+    reference = {k: v.clone() for k, v in tiny[1].state_dict().items()}
+    forgetter, result = _run(cfg, tiny)
     stats = result["tasks"][0]["train"]
-    assert stats["steps"] == 3
+    assert stats["steps"] == 2
+    assert list(stats["last_terms"]) == list(spec.terms)
     assert all(math.isfinite(v) for v in stats["last_terms"].values())
-    if lora:
+    head = "head.weight" if task_type == "face" else "vit.head.weight"
+    if spec.uses_lora:
         assert result["params"]["trainable_share"] < 30
         layers = dict(lora_layers(forgetter.model))
+        suffix = {"ffn": ("mlp.fc1", "mlp.fc2"), "qkv": ("attn.qkv",)}[spec.adapters]
+        assert layers and all(n.endswith(suffix) for n in layers)
         assert any(
             float(layer.lora_B[p].detach().abs().sum()) > 0
             for layer in layers.values()
             for p in layer.parts
         )
         # Base weights never move; only adapters train.
-        for name, layer in layers.items():
-            assert torch.equal(layer.base_layer.weight, reference[name + ".weight"])
-        assert torch.equal(forgetter.model.vit.head.weight, reference["vit.head.weight"])
+        for layer_name, layer in layers.items():
+            assert torch.equal(layer.base_layer.weight, reference[layer_name + ".weight"])
+        assert torch.equal(forgetter.model.state_dict()[head], reference[head])
     else:
         assert result["params"]["trainable_share"] == 100.0
-        assert not torch.equal(forgetter.model.vit.head.weight, reference["vit.head.weight"])
+        assert not torch.equal(forgetter.model.state_dict()[head], reference[head])
 
 
 def test_gs_lora_forgets_and_saves_a_loadable_adapter(cfg_for, tiny_classifier, tmp_path):
@@ -131,7 +146,7 @@ def test_gs_lora_forgets_and_saves_a_loadable_adapter(cfg_for, tiny_classifier, 
 def test_no_retain_uses_qkv_adapters_and_no_retain_loss(cfg_for, tiny_classifier):
     cfg = cfg_for(METHOD="no_retain", MAX_ITER=60)
     cfg.FORGET.EARLY_STOP.PERIOD = 2
-    cfg.CLS.SOLVER.OPTIMIZER = "adam"
+    cfg.FORGET.OPTIMIZER = "Adam"
     cfg.CLS.SOLVER.WEIGHT_DECAY = 0.0
     cfg.CLS.SOLVER.SCHEDULE = "constant"
     cfg.CLS.SOLVER.BASE_LR = 3e-3
