@@ -14,6 +14,7 @@ import os
 import torch
 from fvcore.common.config import CfgNode as CN
 
+from ..config import check_ignored_keys
 from .config import get_classification_cfg
 
 __all__ = ["build_argument_parser", "setup_cfg", "setup_logging"]
@@ -52,6 +53,8 @@ def setup_cfg(config_file: str = "", opts: list[str] | None = None, freeze: bool
 
     Raises:
         FileNotFoundError: ``config_file`` does not exist.
+        ValueError: the config sets a key its task type ignores (see
+            :func:`det_forget.config.check_ignored_keys`).
     """
     cfg = get_classification_cfg()
     if config_file:
@@ -60,6 +63,7 @@ def setup_cfg(config_file: str = "", opts: list[str] | None = None, freeze: bool
         cfg.merge_from_file(config_file)
     if opts:
         cfg.merge_from_list(list(opts))
+    check_ignored_keys(cfg)
     if cfg.CLS.NUM_THREADS > 0:
         torch.set_num_threads(cfg.CLS.NUM_THREADS)
     if freeze:

@@ -20,12 +20,17 @@ __all__ = [
     "resolve_weights_path",
     "MODEL_ZOO_DIR",
     "MODEL_ZOO_PREFIX",
+    "READ_BY",
 ]
 
 #: Folder of the checkpoints shipped with det_forget.
 MODEL_ZOO_DIR = Path(__file__).resolve().parent.parent / "model_zoo"
 #: ``CLS.WEIGHTS`` values starting with this are looked up in :data:`MODEL_ZOO_DIR`.
 MODEL_ZOO_PREFIX = "model_zoo://"
+#: ``CLS`` keys (or nodes) only some task types read (see
+#: :func:`det_forget.config.check_ignored_keys`): the CosFace head and verification
+#: settings are the face model's.
+READ_BY: dict[str, frozenset[str]] = {"CLS.FACE": frozenset(("face",))}
 
 
 def add_classification_config(cfg: CN) -> CN:
@@ -45,13 +50,15 @@ def add_classification_config(cfg: CN) -> CN:
     * ``CLS.SPLIT_SEED``: seed of the validation split (and of the test subset).
     * ``CLS.MODEL.*``: the classifier (``NAME`` in ``CLASSIFIER_REGISTRY``, ViT dims,
       ``PIXEL_MEAN``/``PIXEL_STD`` of ``[0, 1]`` pixels); ``FaceRecognizer``
-      adds a CosFace head with ``CLS.FACE.SCALE`` (s) and ``CLS.FACE.MARGIN`` (m).
+      adds a CosFace head with ``CLS.FACE.SCALE`` (s) and ``CLS.FACE.MARGIN`` (m), and
+      ``CLS.FACE.FAR`` lists the false accept rates its verification reports TAR at.
     * ``CLS.WEIGHTS``: checkpoint to start from (``model_zoo://<file>`` for shipped ones).
     * ``CLS.PRETRAIN.*``: the pre-training recipe of ``tools/pretrain_classifier.py``;
       ``INIT_WEIGHTS`` continues from a checkpoint of the same architecture.
-    * ``CLS.SOLVER.*``: the forgetting optimiser: ``OPTIMIZER`` (adam | adamw | sgd),
-      ``BASE_LR``, ``MIN_LR`` (cosine end), ``SCHEDULE`` (cosine | constant),
-      ``WEIGHT_DECAY``, ``BATCH_SIZE`` (per forget and per retain batch), ``GRAD_CLIP``.
+    * ``CLS.SOLVER.*``: the forgetting optimiser's settings (which optimizer is
+      ``FORGET.OPTIMIZER``, as in detection): ``BASE_LR``, ``MIN_LR`` (cosine end),
+      ``SCHEDULE`` (cosine | constant), ``WEIGHT_DECAY``, ``BATCH_SIZE`` (per forget and
+      per retain batch), ``GRAD_CLIP``.
     * ``CLS.EVAL_BATCH_SIZE``; ``CLS.NUM_THREADS`` (torch threads, 0 = leave as is);
       ``CLS.LOG_PERIOD`` (steps between progress lines).
 
@@ -103,7 +110,6 @@ def add_classification_config(cfg: CN) -> CN:
     c.PRETRAIN.INIT_WEIGHTS = ""
 
     c.SOLVER = CN()
-    c.SOLVER.OPTIMIZER = "adamw"
     c.SOLVER.BASE_LR = 1e-2
     c.SOLVER.MIN_LR = 1e-5
     c.SOLVER.SCHEDULE = "cosine"

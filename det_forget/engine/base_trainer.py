@@ -3,8 +3,8 @@
 Used as is to train base detectors (the embedded demo's model) and as the parent of
 :class:`~det_forget.engine.forget_trainer.ForgetTrainer`:
 
-* AdamW over the trainable parameters (``FORGET.OPTIMIZER``; SGD as detectron2 does),
-  with detectron2's gradient clipping (``SOLVER.CLIP_GRADIENTS``);
+* AdamW over the trainable parameters (``FORGET.OPTIMIZER``: also Adam, or SGD as
+  detectron2 does), with detectron2's gradient clipping (``SOLVER.CLIP_GRADIENTS``);
 * checkpoints written atomically, and a base checkpoint that does not fit the model
   refused with the names of the parameters that differ;
 * a COCO evaluator by default.
@@ -25,6 +25,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import ForgetCheckpointer
+from ..config import resolve_optimizer
 
 __all__ = ["DetectionTrainer", "build_optimizer"]
 
@@ -34,8 +35,9 @@ logger = logging.getLogger(__name__)
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer over ``model``'s trainable parameters.
 
-    ``FORGET.OPTIMIZER`` picks "AdamW" (lr ``SOLVER.BASE_LR``, weight decay
-    ``SOLVER.WEIGHT_DECAY``) or "SGD" (plus ``SOLVER.MOMENTUM``); gradient clipping follows
+    ``FORGET.OPTIMIZER`` picks "AdamW", "Adam" or "SGD" (lr ``SOLVER.BASE_LR``, weight decay
+    ``SOLVER.WEIGHT_DECAY``, SGD's momentum ``SOLVER.MOMENTUM``; see
+    :func:`det_forget.config.resolve_optimizer`); gradient clipping follows
     ``SOLVER.CLIP_GRADIENTS``. Parameters under a ``backbone.`` module train at
     ``SOLVER.BACKBONE_MULTIPLIER`` x the learning rate (DETR's recipe; 1 by default).
     """
@@ -52,14 +54,9 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
             {"params": params},
             {"params": backbone, "lr": cfg.SOLVER.BASE_LR * multiplier},
         ]
-    name = cfg.FORGET.OPTIMIZER
-    if name == "AdamW":
-        cls, kwargs = torch.optim.AdamW, {"weight_decay": cfg.SOLVER.WEIGHT_DECAY}
-    elif name == "SGD":
-        cls = torch.optim.SGD
-        kwargs = {"momentum": cfg.SOLVER.MOMENTUM, "weight_decay": cfg.SOLVER.WEIGHT_DECAY}
-    else:
-        raise ValueError(f"FORGET.OPTIMIZER must be 'AdamW' or 'SGD', got {name!r}")
+    cls, kwargs = resolve_optimizer(
+        cfg.FORGET.OPTIMIZER, weight_decay=cfg.SOLVER.WEIGHT_DECAY, momentum=cfg.SOLVER.MOMENTUM
+    )
     return maybe_add_gradient_clipping(cfg, cls)(params, lr=cfg.SOLVER.BASE_LR, **kwargs)
 
 

@@ -27,7 +27,7 @@ __all__ = ["build_vit_sfp_backbone"]
 def build_vit_sfp_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
     """ViT (``backbone.net``) + :class:`SimpleFeaturePyramid` from ``cfg.MODEL.VIT``.
 
-    The keys are documented in :func:`det_forget.config.add_forget_config`.
+    The keys are documented in :mod:`det_forget.config.vit`.
 
     Output features are named ``p<log2 stride>`` (``p3..p6`` for the tiny default), as
     detectron2's FPN names them, so RPN/ROI configs read like FPN ones.

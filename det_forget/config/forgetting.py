@@ -1,0 +1,214 @@
+"""The ``FORGET`` node: what to forget, with which method, data, losses and schedule.
+
+Every task type (see :data:`det_forget.forgetting.methods.TASK_TYPES`: ``rcnn``, ``detr``,
+``classification``, ``face``) reads every key here unless its comment says otherwise;
+:data:`READ_BY` lists the exceptions, and :func:`det_forget.config.check_ignored_keys`
+refuses a config that moves one of them from its default where it has no effect.
+Defaults follow GS-LoRA's reference unless a comment says otherwise.
+"""
+
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode as CN
+
+__all__ = ["add_forget_node", "READ_BY"]
+
+_DETECTION = frozenset(("rcnn", "detr"))
+_CLASSIFICATION = frozenset(("classification", "face"))
+# Task types that run a method with adapters on the fused q/k/v projections (no_retain);
+# DETR's attention has no fused q/k/v layer (see the registry's refusal).
+_QKV = frozenset(("rcnn", "classification", "face"))
+
+#: Keys (a leaf, or a node for all of its leaves) that only some task types read, with
+#: those task types. A key absent from this table is read by every task type.
+READ_BY: dict[str, frozenset[str]] = {
+    "FORGET.DETECTOR": _DETECTION,
+    "FORGET.JITTER_COPIES": frozenset(("rcnn",)),
+    "FORGET.EVAL_BEFORE": _DETECTION,
+    "FORGET.BEFORE_REPORT": _DETECTION,
+    "FORGET.LORA.QKV_MODULES": _QKV,
+    "FORGET.LORA.QKV_PARTS": _QKV,
+    "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
+    "FORGET.PROTOTYPE.RETAIN_WEIGHT": _CLASSIFICATION,
+    "FORGET.NO_RETAIN": _QKV,
+    "FORGET.EARLY_STOP": _CLASSIFICATION,
+}
+
+
+def add_forget_node(cfg: CN) -> None:
+    """Add ``cfg.FORGET`` with its defaults (in place)."""
+    # Children must be of the config's own class (detectron2's CfgNode subclasses fvcore's)
+    # or merging a yaml file into them fails yacs' type check.
+    CN = type(cfg)  # noqa: N806
+
+    cfg.FORGET = CN()
+    # ------------------------------------------------------------------------------------ #
+    # What to forget
+    # ------------------------------------------------------------------------------------ #
+    # The forgetting method: a name in det_forget.forgetting.methods.METHODS ("gs_lora",
+    # "gs_lora_pp", "no_retain" or a baseline). A method the task type cannot run is
+    # refused with the reason and the list of those it can.
+    cfg.FORGET.METHOD = "gs_lora"
+    # Classes to forget in one task, by name or contiguous id, e.g. ["cat", "dog"].
+    cfg.FORGET.CLASSES = []
+    # Continual forgetting: a list of class lists, one task each, run in order (the
+    # adapter of each task is merged before the next starts). Wins over CLASSES.
+    cfg.FORGET.TASKS = []
+    # Continual tasks of these sizes, cut from the class order shuffled with
+    # CLASS_ORDER_SEED, e.g. [10, 10, 10]. Used only when TASKS and CLASSES are empty.
+    cfg.FORGET.TASK_SIZES = []
+    # Seed of the class-order shuffle that TASK_SIZES cuts (123: GS-LoRA's COCO protocol).
+    cfg.FORGET.CLASS_ORDER_SEED = 123
+    # Retained classes given no training data (GS-LoRA++'s missing-class setting; reported
+    # as their own group). Names or ids.
+    cfg.FORGET.MISSING_CLASSES = []
+
+    # ------------------------------------------------------------------------------------ #
+    # Data and schedule
+    # ------------------------------------------------------------------------------------ #
+    # Fraction of each class's training images used, in (0, 1] (1.0 = all of them).
+    cfg.FORGET.DATA_RATIO = 1.0
+    # If > 0, this many images per class (few-shot) instead of DATA_RATIO.
+    cfg.FORGET.SHOTS = 0
+    # Seed of the DATA_RATIO / SHOTS subsampling.
+    cfg.FORGET.DATA_SEED = 0
+    # Training steps per task. Detection runs len(tasks) * MAX_ITER iterations of
+    # detectron2's loop (SOLVER.MAX_ITER is set from it); classification stops a task
+    # earlier when early stopping says so.
+    cfg.FORGET.MAX_ITER = 300
+    # Also write the model with every adapter merged into its weights at the end
+    # (a plain checkpoint of the original architecture).
+    cfg.FORGET.SAVE_MERGED = True
+    # The optimizer: "AdamW", "Adam" or "SGD" (case-insensitive), over the trainable
+    # parameters (adapters, or the full weights for full-weight methods). Its learning
+    # rate and weight decay are SOLVER.BASE_LR / SOLVER.WEIGHT_DECAY in detection
+    # (SGD: momentum SOLVER.MOMENTUM) and CLS.SOLVER.BASE_LR / CLS.SOLVER.WEIGHT_DECAY in
+    # classification (SGD: momentum 0.9). det_forget's detection trainer also uses it to
+    # train base detectors. See det_forget.config.optimizer.
+    cfg.FORGET.OPTIMIZER = "AdamW"
+
+    # ------------------------------------------------------------------------------------ #
+    # Detection only
+    # ------------------------------------------------------------------------------------ #
+    # The detector ForgettingDetector wraps (its META_ARCHITECTURE): "GeneralizedRCNN",
+    # "DETR" or "DeformableDETR". Also decides the task type (rcnn or detr).
+    # Read by: rcnn, detr.
+    cfg.FORGET.DETECTOR = "GeneralizedRCNN"
+    # Jittered copies of each forget box classified per step besides the box itself
+    # (proposal-like boxes for the box head). DETR classifies its matched queries instead.
+    # Read by: rcnn.
+    cfg.FORGET.JITTER_COPIES = 4
+    # Evaluate the model before forgetting (the baseline of Drop and H-Mean).
+    # Read by: rcnn, detr (classification always evaluates before).
+    cfg.FORGET.EVAL_BEFORE = True
+    # Instead of evaluating before, read the per-class AP of an earlier forget_report.json
+    # (or evaluator report) of the same model; "" evaluates (or not, per EVAL_BEFORE).
+    # Read by: rcnn, detr.
+    cfg.FORGET.BEFORE_REPORT = ""
+
+    # ------------------------------------------------------------------------------------ #
+    # LoRA adapters (methods whose registry entry has adapters "ffn" or "qkv")
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.LORA = CN()
+    # Rank r of every adapter (a positive integer).
+    cfg.FORGET.LORA.RANK = 8
+    # Scaling numerator: the update is (ALPHA / RANK) * B @ A. GS-LoRA's reference uses 1
+    # with rank 8; the shipped detection configs use ALPHA = RANK (scaling 1).
+    cfg.FORGET.LORA.ALPHA = 1.0
+    # Dropout on the adapter input during training, in [0, 1).
+    cfg.FORGET.LORA.DROPOUT = 0.0
+    # Layers that get one adapter each for FFN methods (gs_lora, gs_lora_pp): suffixes of
+    # module names on whole dotted components ("mlp.fc1" matches "blocks.3.mlp.fc1"), or
+    # one string "re:<regex>" matching whole names. DETR: ["linear1", "linear2"].
+    cfg.FORGET.LORA.TARGET_MODULES = ["mlp.fc1", "mlp.fc2"]
+    # Fused q|k|v Linear layers (output 3 * dim) for q/k/v methods (no_retain), same
+    # patterns. Read by: rcnn, classification, face (no q/k/v method runs on DETR).
+    cfg.FORGET.LORA.QKV_MODULES = ["attn.qkv"]
+    # Which slices of a fused q|k|v layer get an adapter: a non-empty subset of
+    # ["q", "k", "v"]. Read by: rcnn, classification, face.
+    cfg.FORGET.LORA.QKV_PARTS = ["q", "k", "v"]
+    # Patterns removed from the matches of TARGET_MODULES / QKV_MODULES.
+    cfg.FORGET.LORA.EXCLUDE_MODULES = []
+
+    # ------------------------------------------------------------------------------------ #
+    # Forget and retain losses
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.LOSS = CN()
+    # BND of the bounded forget loss ReLU(BND - CE_WEIGHT * CE_forget), in nats: forgetting
+    # stops pushing once the forget cross-entropy passes it.
+    cfg.FORGET.LOSS.BOUND = 15.0
+    # beta: weight of the bounded forget term in the total loss.
+    cfg.FORGET.LOSS.FORGET_WEIGHT = 0.2
+    # w: factor on the forget cross-entropy inside the ReLU.
+    cfg.FORGET.LOSS.CE_WEIGHT = 1.0
+    # True bounds each forget class's mean CE separately, so a class already forgotten
+    # cannot hide one that is not; False bounds the batch mean (the reference).
+    cfg.FORGET.LOSS.PER_CLASS = True
+    # Weight of the retain loss (the detector's own losses, or CE on retained classes).
+    cfg.FORGET.LOSS.RETAIN_WEIGHT = 1.0
+
+    # ------------------------------------------------------------------------------------ #
+    # Group sparsity (GS-LoRA's group lasso over adapter groups)
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.SPARSITY = CN()
+    # alpha_s: weight of sum_g ||g||_2 over the adapter groups.
+    cfg.FORGET.SPARSITY.ALPHA = 1e-4
+    # Steps per task with alpha_s = 0 before the penalty starts.
+    cfg.FORGET.SPARSITY.WARMUP_ITERS = 0
+    # Group granularity: "block" (every adapter of one transformer block), "module" (one
+    # adapted layer) or "matrix" (each A and B alone).
+    cfg.FORGET.SPARSITY.GROUPS = "block"
+    # Regex whose first group extracts the block name from a layer name ("block" groups):
+    # "backbone.net.blocks.3.mlp.fc1" -> "backbone.net.blocks.3".
+    cfg.FORGET.SPARSITY.BLOCK_REGEX = r"^(.*?\.\d+)(?:\.|$)"
+    # A group counts as zero (in the reported zero-group ratio) when its norm is <= this
+    # times the largest group norm. Read by: classification, face.
+    cfg.FORGET.SPARSITY.ZERO_REL_THRESHOLD = 1e-3
+
+    # ------------------------------------------------------------------------------------ #
+    # Prototype regularisation (GS-LoRA++: methods with the loss_prototype term)
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.PROTOTYPE = CN()
+    # BND_pro of w_f * ReLU(BND_pro - KL(forget features, their prototypes)): 18 in the
+    # reference, 50 in its few-shot setting.
+    cfg.FORGET.PROTOTYPE.BOUND = 18.0
+    # w_f: weight of the forget prototype term.
+    cfg.FORGET.PROTOTYPE.FORGET_WEIGHT = 0.01
+    # w_r: weight of KL(retain features, their prototypes) (0 in every released reference
+    # config). Read by: classification, face (detection passes no retain features).
+    cfg.FORGET.PROTOTYPE.RETAIN_WEIGHT = 0.0
+
+    # ------------------------------------------------------------------------------------ #
+    # Low-rank unlearning without retain data (no_retain). Read by: rcnn, classification,
+    # face (the method is refused on DETR).
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.NO_RETAIN = CN()
+    # lambda: weight of ||B||_1 over every adapter.
+    cfg.FORGET.NO_RETAIN.L1_WEIGHT = 1e-3
+    # eps of the reciprocal forget loss 1 / (CE + eps): keeps it finite as CE -> 0.
+    cfg.FORGET.NO_RETAIN.EPS = 1e-3
+
+    # ------------------------------------------------------------------------------------ #
+    # Full-weight baselines (methods with a weight anchor)
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.BASELINE = CN()
+    # Weight of the L1 norm of the change from the weights at the task start (neg_grad_l1,
+    # bounded_l1).
+    cfg.FORGET.BASELINE.L1_WEIGHT = 1e-4
+    # Weight of the squared L2 norm of that change (l2).
+    cfg.FORGET.BASELINE.L2_WEIGHT = 1.0
+    # Weight of the EWC penalty, the change weighted by a diagonal Fisher estimate (ewc).
+    cfg.FORGET.BASELINE.EWC_WEIGHT = 100.0
+    # Retained-class samples (images) the Fisher estimate averages over (ewc).
+    cfg.FORGET.BASELINE.EWC_SAMPLES = 256
+
+    # ------------------------------------------------------------------------------------ #
+    # Early stopping on the validation split. Read by: classification, face.
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.EARLY_STOP = CN()
+    # Score mean(Acc_r, 100 - Acc_f) on the validation split every PERIOD steps and keep
+    # the best weights; 0 disables it (train MAX_ITER steps, keep the last weights).
+    cfg.FORGET.EARLY_STOP.PERIOD = 0
+    # Stop a task after this many evaluations in a row without a better score (counted
+    # once the score beat the starting model's).
+    cfg.FORGET.EARLY_STOP.PATIENCE = 5
