@@ -161,7 +161,8 @@ class RunDirectory:
         Args:
             task: the :class:`~det_forget.forgetting.tasks.ForgetTask`.
             class_names: the model's classes.
-            before / after: per-class scores (by class name) before and after the task.
+            before: per-class scores (by class name) before the task (None: not known).
+            after: per-class scores after the task.
             summary: :func:`~det_forget.evaluation.metrics.forgetting_summary`.
             adapter: the adapter folder relative to the run folder (None: no adapter).
             train: training statistics (steps, seconds, last loss terms, ...).

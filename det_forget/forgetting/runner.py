@@ -119,7 +119,8 @@ class TaskRunner:
 
         Args:
             task: the finished task.
-            before / after: per-class scores by class name.
+            before: per-class scores by class name before the task (None: not known).
+            after: per-class scores by class name after the task.
             train: training statistics of the task.
             details: task-type extras kept in the record.
             main_process: write files (False on other distributed processes).

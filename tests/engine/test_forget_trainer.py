@@ -54,8 +54,10 @@ def test_continual_run_writes_adapters_report_and_merged_model(tmp_path, tiny_sh
     run = RunDirectory(out).read_history()
     assert run.method == "gs_lora" and run.task_type == "rcnn" and run.metric == "AP"
     assert len(run.tasks) == 2 and run.tasks[0]["summary"] is not None
-    assert run.tasks == history and run.forgotten_classes == ["red_circle", "green_square", "cyan_ring"]
-    assert RunDirectory(out).adapters() == [out / "adapters" / "task_00", out / "adapters" / "task_01"]
+    assert run.tasks == history
+    assert run.forgotten_classes == ["red_circle", "green_square", "cyan_ring"]
+    adapters = [out / "adapters" / "task_00", out / "adapters" / "task_01"]
+    assert RunDirectory(out).adapters() == adapters
     assert RunDirectory(out).merged_model() == out / "model_merged.pth"
     metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     logged = set().union(*metrics)

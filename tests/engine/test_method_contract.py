@@ -62,7 +62,8 @@ def test_allowed_pair_trains_two_steps_with_its_declared_terms(
     extras = FAMILY_FORGET_EXTRAS[family] if spec.uses_forget_data else set()
     # The detector's own retain losses are logged one by one (retain_loss_cls, ...) in
     # place of their weighted sum loss_retain; everything else is logged under its name.
-    assert {k for k in logged if not k.startswith("retain_")} == (declared - {"loss_retain"}) | extras
+    expected = (declared - {"loss_retain"}) | extras
+    assert {k for k in logged if not k.startswith("retain_")} == expected
     assert any(k.startswith("retain_") for k in logged) == spec.uses_retain_data
 
     model = trainer.model

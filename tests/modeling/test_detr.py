@@ -9,7 +9,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from det_forget.forgetting import build_groups
+from det_forget.forgetting import ForgetTask, build_groups
 from det_forget.lora import LoraConfig, LoraLinear, inject_lora
 from det_forget.modeling.detr import (
     DETR,
@@ -164,7 +164,7 @@ def test_forgetting_step_on_detr(tmp_path, arch):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_" in n for n in trainable)
     assert all(("linear1" in n or "linear2" in n) for n in trainable)
-    model.set_task(type("T", (), {"forget": (0, 1)})())
+    model.set_task(ForgetTask(0, forget=(0, 1), retain=tuple(range(2, 10))))
     batch = _batch(cfg, 4)
     forget = [b for b in batch if (b["instances"].gt_classes < 2).any()]
     for b in forget:
