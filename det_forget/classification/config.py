@@ -56,9 +56,9 @@ def add_classification_config(cfg: CN) -> CN:
     * ``CLS.PRETRAIN.*``: the pre-training recipe of ``tools/pretrain_classifier.py``;
       ``INIT_WEIGHTS`` continues from a checkpoint of the same architecture.
     * ``CLS.SOLVER.*``: the forgetting optimiser's settings (which optimizer is
-      ``FORGET.OPTIMIZER``, as in detection): ``BASE_LR``, ``MIN_LR`` (cosine end),
-      ``SCHEDULE`` (cosine | constant), ``WEIGHT_DECAY``, ``BATCH_SIZE`` (per forget and
-      per retain batch), ``GRAD_CLIP``.
+      ``FORGET.OPTIMIZER`` and the schedule ``FORGET.LR_SCHEDULE`` /
+      ``FORGET.MIN_LR_FACTOR``, as in detection): ``BASE_LR``, ``WEIGHT_DECAY``,
+      ``BATCH_SIZE`` (per forget and per retain batch), ``GRAD_CLIP``.
     * ``CLS.EVAL_BATCH_SIZE``; ``CLS.NUM_THREADS`` (torch threads, 0 = leave as is);
       ``CLS.LOG_PERIOD`` (steps between progress lines).
 
@@ -111,8 +111,6 @@ def add_classification_config(cfg: CN) -> CN:
 
     c.SOLVER = CN()
     c.SOLVER.BASE_LR = 1e-2
-    c.SOLVER.MIN_LR = 1e-5
-    c.SOLVER.SCHEDULE = "cosine"
     c.SOLVER.WEIGHT_DECAY = 0.05
     c.SOLVER.BATCH_SIZE = 64
     c.SOLVER.GRAD_CLIP = 0.0
@@ -134,6 +132,7 @@ def get_classification_cfg() -> CN:
     cfg.FORGET.DATA_RATIO = 0.1
     cfg.FORGET.EARLY_STOP.PERIOD = 25
     cfg.FORGET.EARLY_STOP.PATIENCE = 6
+    cfg.FORGET.MIN_LR_FACTOR = 1e-3  # cosine from CLS.SOLVER.BASE_LR 1e-2 down to 1e-5
     return cfg
 
 

@@ -47,6 +47,7 @@ from ..forgetting import (
     task_type_of,
     zero_group_ratio,
 )
+from ..forgetting.schedule import lr_factor
 from ..lora import (
     count_parameters,
     inject_lora,
@@ -321,12 +322,9 @@ class ClassificationForgetter:
         self.model.train()
         step = 0
         for step in range(max_iter):
-            lr = solver.BASE_LR
-            if solver.SCHEDULE == "cosine":
-                t = step / max(max_iter - 1, 1)
-                lr = solver.MIN_LR + 0.5 * (solver.BASE_LR - solver.MIN_LR) * (
-                    1 + math.cos(math.pi * t)
-                )
+            lr = solver.BASE_LR * lr_factor(
+                step, max_iter, schedule=f.LR_SCHEDULE, min_factor=f.MIN_LR_FACTOR
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             inputs = self._step_inputs(

@@ -86,6 +86,13 @@ def add_forget_node(cfg: CN) -> None:
     # classification (SGD: momentum 0.9). det_forget's detection trainer also uses it to
     # train base detectors. See det_forget.config.optimizer.
     cfg.FORGET.OPTIMIZER = "AdamW"
+    # Learning-rate schedule of each task (restarted at every task): "cosine" (after the
+    # warm-up, a cosine decay to MIN_LR_FACTOR x the base rate at the task's end) or
+    # "constant". Warm-up: SOLVER.WARMUP_ITERS / WARMUP_FACTOR in detection (at most half
+    # a task), none in classification. See det_forget.forgetting.schedule.
+    cfg.FORGET.LR_SCHEDULE = "cosine"
+    # Where the cosine schedule ends, as a fraction of the base learning rate.
+    cfg.FORGET.MIN_LR_FACTOR = 0.01
 
     # ------------------------------------------------------------------------------------ #
     # Detection only

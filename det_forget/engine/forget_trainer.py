@@ -44,6 +44,7 @@ from ..forgetting import (
     task_type_of,
     tasks_from_config,
 )
+from ..forgetting.schedule import lr_factor
 from ..utils.io import atomic_write
 from .base_trainer import DetectionTrainer
 from .forget_data import TaskDataLoader, thing_classes_of
@@ -185,18 +186,21 @@ class ForgetTrainer(DetectionTrainer):
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
-        """Warm-up then cosine decay, restarted at every task (a new schedule per task)."""
+        """The shared task schedule (:func:`~det_forget.forgetting.schedule.lr_factor`),
+        restarted at every task, with detectron2's warm-up keys."""
         per_task = cfg.FORGET.MAX_ITER
-        warmup = min(cfg.SOLVER.WARMUP_ITERS, per_task // 2)
-        floor = 0.01
 
         def factor(it: int) -> float:
-            t = it % per_task
-            if t < warmup:
-                return cfg.SOLVER.WARMUP_FACTOR + (1 - cfg.SOLVER.WARMUP_FACTOR) * t / warmup
-            progress = (t - warmup) / max(per_task - warmup, 1)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+            return lr_factor(
+                it % per_task,
+                per_task,
+                schedule=cfg.FORGET.LR_SCHEDULE,
+                min_factor=cfg.FORGET.MIN_LR_FACTOR,
+                warmup_iters=cfg.SOLVER.WARMUP_ITERS,
+                warmup_factor=cfg.SOLVER.WARMUP_FACTOR,
+            )
 
+        factor(0)  # a bad schedule key fails here, before training
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def build_hooks(self):

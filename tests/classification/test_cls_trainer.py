@@ -148,7 +148,7 @@ def test_no_retain_uses_qkv_adapters_and_no_retain_loss(cfg_for, tiny_classifier
     cfg.FORGET.EARLY_STOP.PERIOD = 2
     cfg.FORGET.OPTIMIZER = "Adam"
     cfg.CLS.SOLVER.WEIGHT_DECAY = 0.0
-    cfg.CLS.SOLVER.SCHEDULE = "constant"
+    cfg.FORGET.LR_SCHEDULE = "constant"
     cfg.CLS.SOLVER.BASE_LR = 3e-3
     forgetter, result = _run(cfg, tiny_classifier)
     train = result["tasks"][0]["train"]
