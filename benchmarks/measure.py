@@ -169,8 +169,8 @@ def measure_train_steps(spec: dict[str, Any]) -> dict[str, Any]:
     from det_forget.checkpoint import ForgetCheckpointer
     from det_forget.engine import finalize_forget_config
     from det_forget.engine.base_trainer import build_optimizer
-    from det_forget.engine.forget_data import TaskDataLoader, tasks_from_config
-    from det_forget.forgetting import ForgettingObjective, get_method
+    from det_forget.engine.forget_data import TaskDataLoader, thing_classes_of
+    from det_forget.forgetting import ForgettingObjective, get_method, tasks_from_config
     from det_forget.lora import count_parameters
 
     method = spec["method"]
@@ -191,7 +191,7 @@ def measure_train_steps(spec: dict[str, Any]) -> dict[str, Any]:
 
     spec_ = get_method(method)
     data = TaskDataLoader(cfg, use_forget=spec_.uses_forget_data, use_retain=spec_.uses_retain_data)
-    task = tasks_from_config(cfg)[0]
+    task = tasks_from_config(cfg, thing_classes_of(cfg), cfg.DATASETS.TRAIN[0])[0]
     data.set_task(task, seed=spec.get("seed", 0))
     batches = list(itertools.islice(iter(data), max(1, min(warmup + steps, 8))))
     del data
@@ -277,6 +277,7 @@ def measure_forgetting(spec: dict[str, Any]) -> dict[str, Any]:
     from det_forget.engine import ForgetTrainer, finalize_forget_config
     from det_forget.engine.inference import evaluate_per_class_ap
     from det_forget.evaluation.metrics import group_mean
+    from det_forget.forgetting import RunDirectory
 
     device = spec.get("device", "cpu")
     max_iter, period = int(spec["max_iter"]), int(spec["eval_period"])
@@ -335,11 +336,10 @@ def measure_forgetting(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             trainer.after_train()
     memory = probe.stop()
-    history = trainer.task_hook.history
     final = None
-    if history:
-        after = history[-1]["after"]
-        final = group_mean({k: v["AP"] for k, v in after.items() if v.get("AP") is not None}, names)
+    if trainer.task_hook.history:  # the whole schedule ran: the run folder holds its record
+        after = RunDirectory(cfg.OUTPUT_DIR).read_history().tasks[-1]["after"]
+        final = group_mean({k: v for k, v in after.items() if v is not None}, names)
     return {
         "classes": names,
         "target_ap": target,
@@ -401,7 +401,7 @@ def measure_latency(spec: dict[str, Any]) -> dict[str, Any]:
             if ".lora_B." in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * float(spec.get("lora_b_std", 1e-3)))
     adapted.to(device).eval()
-    merged_path = Path(spec["work_dir"]) / "model_merged.pth"
+    merged_path = Path(spec["work_dir"]) / "latency_merged.pth"
     save_merged_checkpoint(adapted, merged_path)
     merged = load_detector(cfg, merged_path).model
 

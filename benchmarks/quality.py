@@ -92,11 +92,13 @@ def run_detection_method(opts: list[Any]) -> dict[str, Any]:
     """Forget with ``configs/coco_forget.yaml`` + ``opts`` in this process.
 
     Returns:
-        The task's history record (before/after per class, summary), wall seconds of the
-        run, the median step time and the trainable parameter counts.
+        The task's record in the run folder's ``history.json`` (AP per class before/after,
+        summary), wall seconds of the run, the median step time and the trainable
+        parameter counts.
     """
     from det_forget.engine import ForgetTrainer, finalize_forget_config
     from det_forget.engine.inference import build_config
+    from det_forget.forgetting import RunDirectory
     from det_forget.lora import count_parameters
 
     cfg = build_config(ROOT / "configs" / "coco_forget.yaml", opts)
@@ -106,13 +108,14 @@ def run_detection_method(opts: list[Any]) -> dict[str, Any]:
     trainer.resume_or_load(resume=False)
     trainable, total = count_parameters(trainer.model)
     start = time.perf_counter()
-    history = trainer.train()
+    trainer.train()
     seconds = time.perf_counter() - start
+    (record,) = RunDirectory(cfg.OUTPUT_DIR).read_history().tasks
     # detectron2's IterationTimer: seconds per iteration after its 3 warm-up iterations.
     timer = trainer.storage.histories().get("time")
     steps = [v for v, _ in timer.values()] if timer else []
     return {
-        "record": history[0],
+        "record": record,
         "seconds": seconds,
         "step_median_s": median(steps),
         "trainable_params": trainable,
@@ -120,8 +123,8 @@ def run_detection_method(opts: list[Any]) -> dict[str, Any]:
     }
 
 
-def _ap_only(per_class: dict[str, Any]) -> dict[str, float]:
-    return {k: v["AP"] for k, v in per_class.items() if v.get("AP") is not None}
+def _ap_only(per_class: dict[str, float | None]) -> dict[str, float]:
+    return {k: v for k, v in per_class.items() if v is not None}
 
 
 def _row(label: str, method: str, run: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def _row(label: str, method: str, run: dict[str, Any], before: dict[str, Any]) -
         "trainable_share": 100.0 * run["trainable_params"] / max(run["total_params"], 1),
         "seconds": run["seconds"],
         "step_median_s": run["step_median_s"],
-        "per_class_after": {k: v.get("AP") for k, v in record["after"].items()},
+        "per_class_after": dict(record["after"]),
     }
 
 

@@ -11,11 +11,13 @@ Examples::
         --forgotten output/coco_forget --max-samples 500
 
 ``--forgotten`` (and ``--retrained``) take a run folder (``OUTPUT_DIR``) or a checkpoint.
-Classification runs: ``artifacts/model_final.safetensors``, else the base model with the
-task adapters ``artifacts/task_*/adapter`` merged in order. Detection runs: the base
-checkpoint with ``adapters/task_*`` (as the app loads them), else ``model_merged.pth``.
-The forgotten classes come from the run (``metrics.json`` / ``forget_report.json``),
-else from the config; ``--forget-classes`` overrides both.
+Run folders are read through :class:`det_forget.forgetting.RunDirectory`, the same way for
+both tasks: the run's merged model (``model_merged.safetensors`` / ``model_merged.pth``)
+when it wrote one, else the base model with the run's task adapters
+(``adapters/task_XX``) applied in task order. The forgotten classes are those of the
+run's ``history.json``, else the config's; ``--forget-classes`` overrides both. Folders of
+an earlier det_forget layout are refused with the ``tools/convert_run.py`` command that
+converts them.
 
 Prints a table and writes the JSON report (``--output``; default ``audit.json`` in the
 forgotten run's folder, where the app finds it). Trailing ``KEY VALUE`` pairs override
@@ -26,7 +28,6 @@ config keys. The exit status is 0 whether or not the check passes (read
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -40,6 +41,7 @@ import torch  # noqa: E402
 
 import det_forget  # noqa: E402,F401  (registers the detectron2 components and datasets)
 from det_forget.audit import AUDIT_FILE_NAME, AuditReport, audit_classifier, audit_detector  # noqa: E402
+from det_forget.forgetting import RunDirectory, resolve_classes, tasks_from_config  # noqa: E402
 
 logger = logging.getLogger("det_forget.tools.audit")
 
@@ -137,65 +139,58 @@ def default_output(args: argparse.Namespace) -> Path:
     raise ValueError(f"--forgotten {forgotten} is a file; say where the report goes with --output")
 
 
+# ---------------------------------------------------------------------------- runs
+
+
+def model_files(path: str) -> tuple[Path | None, list[Path]]:
+    """What to load for ``path``: ``(checkpoint, [])`` or ``(None, adapters on the base)``.
+
+    Args:
+        path: a checkpoint file, or a run folder (its merged model wins over its adapters).
+
+    Raises:
+        LegacyRunError: a run folder of an earlier layout (names ``tools/convert_run.py``).
+        FileNotFoundError: not a run, or a run with neither a merged model nor adapters.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p, []
+    run = RunDirectory(p)
+    run.read_history()  # refuses folders that are not runs of this format, with the reason
+    merged = run.merged_model()
+    if merged is not None:
+        return merged, []
+    adapters = run.adapters()
+    if not adapters:
+        raise FileNotFoundError(
+            f"{p} holds no model: the run saved neither a merged model nor task adapters"
+        )
+    return None, adapters
+
+
+def forgotten_classes(path: str, class_names: list[str]) -> list[int] | None:
+    """Ids of every class the run at ``path`` forgot (None: not a run folder, or no task)."""
+    if not Path(path).is_dir():
+        return None
+    names = RunDirectory(path).read_history().forgotten_classes
+    ids = resolve_classes(names, class_names, what="forgotten classes of the run", allow_empty=True)
+    return sorted(ids) or None
+
+
 # ---------------------------------------------------------------------------- classification
 
 
-def _task_adapters(folder: Path) -> list[Path]:
-    dirs = [d / "adapter" for d in folder.glob("task_*") if (d / "adapter").is_dir()]
-    return sorted(dirs, key=lambda d: int(d.parent.name.split("_")[-1]))
-
-
 def load_classifier_run(path: str, base_path: str, expected_arch: dict) -> torch.nn.Module:
-    """A classifier from a checkpoint or a ``tools/forget_classification.py`` run folder.
-
-    Raises:
-        FileNotFoundError: ``path`` holds neither a merged model nor adapters.
-    """
+    """A classifier from a checkpoint or a classification run folder (see :func:`model_files`)."""
     from det_forget.classification import load_classifier
-    from det_forget.lora import (
-        LoraConfig,
-        inject_lora,
-        load_adapter,
-        lora_layers,
-        merge_and_reset_adapters,
-        read_adapter_config,
-        unload_adapters,
-    )
+    from det_forget.lora import load_adapter_sequence, unload_adapters
 
-    p = Path(path)
-    if p.is_file():
-        return load_classifier(p, expected_arch)[0]
-    artifacts = p / "artifacts" if (p / "artifacts").is_dir() else p
-    merged = artifacts / "model_final.safetensors"
-    if merged.is_file():
-        return load_classifier(merged, expected_arch)[0]
-    adapters = _task_adapters(artifacts)
-    if not adapters:
-        raise FileNotFoundError(
-            f"{p} holds no classifier: expected a .safetensors checkpoint, "
-            "artifacts/model_final.safetensors or artifacts/task_*/adapter folders"
-        )
-    # Each task's adapter was trained on the model with the earlier ones merged.
+    checkpoint, adapters = model_files(path)
+    if checkpoint is not None:
+        return load_classifier(checkpoint, expected_arch)[0]
     model = load_classifier(base_path, expected_arch)[0]
-    for directory in adapters:
-        if any(True for _ in lora_layers(model)):
-            merge_and_reset_adapters(model)
-        else:
-            inject_lora(model, LoraConfig.from_dict(read_adapter_config(directory)["lora_config"]))
-        load_adapter(model, directory)
+    load_adapter_sequence(model, adapters)
     return unload_adapters(model, merge=True).eval()
-
-
-def forgotten_classifier_classes(run: Path) -> list[int] | None:
-    """Class ids every task of a classification run forgot, from its ``metrics.json``."""
-    metrics = run / "metrics.json" if run.is_dir() else None
-    if metrics is None or not metrics.is_file():
-        return None
-    doc = json.loads(metrics.read_text())
-    ids: list[int] = []
-    for rec in doc.get("result", {}).get("tasks", []):
-        ids += [int(c) for c in rec["task"]["forget"] if int(c) not in ids]
-    return ids or None
 
 
 def run_classification(args: argparse.Namespace) -> AuditReport:
@@ -204,9 +199,7 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
         load_classifier,
         load_splits,
         read_checkpoint_info,
-        resolve_classes,
         resolve_weights_path,
-        tasks_from_config,
     )
     from det_forget.classification.cli import setup_cfg
 
@@ -225,7 +218,7 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
     if args.forget_classes:
         forget = resolve_classes(args.forget_classes, classes)
     else:
-        forget = forgotten_classifier_classes(Path(args.forgotten))
+        forget = forgotten_classes(args.forgotten, classes)
         if forget is None:
             forget = sorted({c for t in tasks_from_config(cfg, classes) for c in t.forget})
     return audit_classifier(
@@ -256,32 +249,20 @@ def _sources(base: str, args: argparse.Namespace) -> dict[str, str]:
 
 
 def load_detector_run(cfg: Any, path: str, base_weights: str):
-    """A detector from a checkpoint or a ``tools/train_net.py`` forgetting run folder."""
+    """A detector from a checkpoint or a forgetting run folder (see :func:`model_files`)."""
     from det_forget.engine.inference import load_detector
 
-    p = Path(path)
-    if p.is_file():
-        return load_detector(cfg, str(p))
-    adapters = sorted(
-        d for d in (p / "adapters").glob("task_*") if (d / "adapter_config.json").is_file()
-    )
-    if adapters:
-        return load_detector(cfg, base_weights, [str(d) for d in adapters])
-    if (p / "model_merged.pth").is_file():
-        return load_detector(cfg, str(p / "model_merged.pth"))
-    raise FileNotFoundError(
-        f"{p} holds no detector: expected a checkpoint, adapters/task_XX folders or "
-        "model_merged.pth"
-    )
+    checkpoint, adapters = model_files(path)
+    if checkpoint is not None:
+        return load_detector(cfg, checkpoint)
+    return load_detector(cfg, base_weights, adapters)
 
 
 def run_detection(args: argparse.Namespace) -> AuditReport:
     """Load the detectors and datasets named by ``args`` and audit them."""
     from detectron2.data import DatasetCatalog
 
-    from det_forget.data.forget_retain import resolve_classes
-    from det_forget.engine.forget_data import tasks_from_config
-    from det_forget.engine.inference import build_config, load_detector, read_forget_history
+    from det_forget.engine.inference import build_config, load_detector
 
     cfg = build_config(args.config_file or DEFAULT_CONFIGS["detection"], args.opts or [])
     base_weights = args.base or cfg.MODEL.WEIGHTS
@@ -291,19 +272,13 @@ def run_detection(args: argparse.Namespace) -> AuditReport:
     retrained = load_detector_run(cfg, args.retrained, base_weights) if args.retrained else None
     if not len(cfg.DATASETS.TRAIN) or not len(cfg.DATASETS.TEST):
         raise ValueError("the config needs DATASETS.TRAIN (members) and DATASETS.TEST (held out)")
+    dataset = cfg.DATASETS.TRAIN[0]
     if args.forget_classes:
-        forget = resolve_classes(args.forget_classes, names, cfg.DATASETS.TRAIN[0])
+        forget = resolve_classes(args.forget_classes, names, dataset)
     else:
-        forget = None
-        if Path(args.forgotten).is_dir():
-            try:
-                records = read_forget_history(args.forgotten)
-            except (FileNotFoundError, ValueError):
-                records = []
-            forgot = [n for r in records for n in r.classes.get("forget", [])]
-            forget = sorted({names.index(n) for n in forgot if n in names}) or None
+        forget = forgotten_classes(args.forgotten, names)
         if forget is None:
-            forget = sorted({c for t in tasks_from_config(cfg) for c in t.forget})
+            forget = sorted({c for t in tasks_from_config(cfg, names, dataset) for c in t.forget})
     return audit_detector(
         base.model,
         forgotten.model,

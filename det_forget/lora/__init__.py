@@ -21,6 +21,7 @@ from .save_and_load import (
     AdapterMismatchError,
     base_fingerprint,
     load_adapter,
+    load_adapter_sequence,
     lora_state_dict,
     read_adapter_config,
     save_adapter,
@@ -49,5 +50,6 @@ __all__ = [
     "lora_state_dict",
     "save_adapter",
     "load_adapter",
+    "load_adapter_sequence",
     "read_adapter_config",
 ]

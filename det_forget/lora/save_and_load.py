@@ -3,13 +3,15 @@
 A forgetting task is one small, auditable folder. The JSON holds the
 :class:`~det_forget.lora.config.LoraConfig`, the task metadata and, for every adapted
 layer, its parts, shapes and a fingerprint of the base weight it was trained on; loading
-checks all of it and names each layer that does not fit.
+checks all of it and names each layer that does not fit. :func:`load_adapter_sequence`
+loads the adapters of a continual run in task order, each on top of the earlier ones.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from torch import nn
 
 from ..utils.io import atomic_directory
 from .config import LoraConfig
-from .inject import lora_layers
+from .inject import inject_lora, lora_layers, merge_and_reset_adapters
 from .layer import LoraLinear
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "lora_state_dict",
     "save_adapter",
     "load_adapter",
+    "load_adapter_sequence",
     "read_adapter_config",
 ]
 
@@ -212,3 +215,46 @@ def load_adapter(
             if was_merged:
                 layer.merge()
     return config
+
+
+def load_adapter_sequence(
+    model: nn.Module,
+    directories: Iterable[str | os.PathLike],
+    *,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Load the adapters of a continual run into ``model``, in task order.
+
+    Each task's adapter was trained on the model with the earlier tasks' adapters merged,
+    so each one after the first is loaded after merging the previous one into the weights
+    and resetting it (the task boundary of training, replayed). The first adapter is
+    injected with its own :class:`LoraConfig` when the model carries none. Afterwards the
+    last adapter is live and the earlier ones are merged.
+
+    Args:
+        model: the base model (the weights the first task was trained on).
+        directories: adapter folders (:func:`save_adapter` output), first task first.
+        device: where to move the model afterwards (None: where it is; new adapters are
+            created on the device of the layer they wrap).
+
+    Returns:
+        The parsed ``adapter_config.json`` of each adapter, in order.
+
+    Raises:
+        FileNotFoundError: a folder is not an adapter folder.
+        AdapterMismatchError: an adapter does not fit (another model, another layout, or
+            the adapters given out of order). The model then holds the adapters loaded so
+            far; build a fresh one to retry.
+    """
+    docs = []
+    for directory in directories:
+        doc = read_adapter_config(directory)
+        if any(True for _ in lora_layers(model)):
+            merge_and_reset_adapters(model)
+        else:
+            inject_lora(model, LoraConfig.from_dict(doc["lora_config"]))
+        load_adapter(model, directory)
+        docs.append(doc)
+    if device is not None:
+        model.to(device)
+    return docs

@@ -157,36 +157,61 @@ def test_continual_adapters_load_on_top_of_each_other(tiny, tmp_path):
         load_detector(cfg, weights, adapters=[tmp_path / "task_01"])
 
 
-def test_read_forget_history_from_report_and_manifests(tiny, tmp_path):
+def test_read_forget_history_from_run_dir_and_manifest(tiny, tmp_path):
+    from det_forget.forgetting import RunDirectory, TaskRunner, build_tasks, get_method
+
     cfg, weights = tiny
-    run = tmp_path / "run"
-    _adapter(cfg, weights, run / "adapters" / "task_00")
-    task = {
-        "task": {"index": 0},
-        "classes": {"forget": ["red_circle"], "retain": ["green_square"]},
-        "before": {"red_circle": {"AP": 50.0, "AP50": 70.0}, "green_square": {"AP": None}},
-        "after": {"red_circle": 1.0},  # runs before AP50 was recorded: plain AP
-        "summary": {"h_mean": 60.0},
-        "adapter": "somewhere/else/adapters/task_00",  # recorded relative to another cwd
-    }
-    (run / "forget_report.json").write_text(json.dumps({"tasks": [task]}))
-    (rec,) = read_forget_history(run)
-    assert rec.classes["forget"] == ["red_circle"] and rec.summary["h_mean"] == 60.0
-    assert rec.before == {"red_circle": 50.0, "green_square": None}
-    assert rec.adapter == str(run / "adapters" / "task_00") and rec.date is not None
-    assert read_forget_history(run / "forget_report.json")[0].after == {"red_circle": 1.0}
-    (from_manifest,) = read_forget_history(run / "adapters")
-    assert from_manifest.task == 0 and from_manifest.adapter.endswith("task_00")
-    assert records_from_history([task])[0].adapter is None
-    before_file = tmp_path / "before.json"  # FORGET.BEFORE_REPORT: scores of an earlier run
-    before_file.write_text(json.dumps({"red_circle": 40.0, "green_square": 30.0}))
-    (from_file,) = records_from_history([{**task, "before": str(before_file)}])
-    assert from_file.before == {"red_circle": 40.0, "green_square": 30.0}
-    with pytest.raises(FileNotFoundError, match="no forgetting history"):
+    loaded = load_detector(cfg, weights)
+    names = loaded.class_names
+    inject_lora(loaded.model, lora_config_from_cfg(cfg))
+    (task,) = build_tasks(range(len(names)), explicit=[[0]])
+    run = RunDirectory(tmp_path / "run")
+    runner = TaskRunner(
+        loaded.model,
+        [task],
+        class_names=names,
+        method=get_method("gs_lora"),
+        task_type="rcnn",
+        metric="AP",
+        run_dir=run,
+        lora_config=lora_config_from_cfg(cfg),
+    )
+    before = {n: 50.0 for n in names}
+    after = {**before, "red_circle": 1.0, names[1]: None}
+    runner.end_task(task, before=before, after=after, details={"AP50_after": after})
+
+    (rec,) = read_forget_history(run.path)
+    assert rec.task == 0 and rec.classes["forget"] == ["red_circle"] and rec.metric == "AP"
+    assert rec.before == before and rec.after["red_circle"] == 1.0 and rec.after[names[1]] is None
+    assert rec.summary["after"]["forget"] == 1.0 and rec.details["AP50_after"] == after
+    assert rec.adapter == str(run.adapter_dir(0)) and rec.date is not None
+    assert read_forget_history(run.history_path)[0].after == rec.after  # a file of the run
+    (from_manifest,) = read_forget_history(run.adapter_dir(0))
+    assert from_manifest.task == 0 and from_manifest.adapter == rec.adapter
+    assert from_manifest.classes == rec.classes and from_manifest.after == rec.after
+    assert records_from_history(runner.records)[0].adapter is None  # no run folder given
+    assert records_from_history(runner.records, run.path)[0].adapter == rec.adapter
+    with pytest.raises(ValueError, match="not a det_forget task record"):
+        records_from_history([{"before": {}}])
+
+
+def test_read_forget_history_errors(tiny, tmp_path):
+    from det_forget.forgetting import LegacyRunError
+
+    cfg, weights = tiny
+    with pytest.raises(FileNotFoundError, match="history.json"):
         read_forget_history(tmp_path / "empty")
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "forget_report.json").write_text(json.dumps({"tasks": []}))
+    with pytest.raises(LegacyRunError, match="tools/convert_run.py"):
+        read_forget_history(legacy)
+    _adapter(cfg, weights, tmp_path / "old_adapter")  # manifest without a task record
+    with pytest.raises(LegacyRunError, match="tools/convert_run.py"):
+        read_forget_history(tmp_path / "old_adapter")
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "forget_report.json").write_text("{")
-    with pytest.raises(ValueError, match="forget_report.json"):
+    (tmp_path / "bad" / "history.json").write_text("{")
+    with pytest.raises(ValueError, match="history.json"):
         read_forget_history(tmp_path / "bad")
 
 

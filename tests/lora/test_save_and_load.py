@@ -8,9 +8,11 @@ from det_forget.lora import (
     LoraConfig,
     inject_lora,
     load_adapter,
+    load_adapter_sequence,
     lora_layers,
     lora_state_dict,
     merge_adapters,
+    merge_and_reset_adapters,
     read_adapter_config,
     save_adapter,
 )
@@ -117,3 +119,38 @@ def test_failed_save_keeps_previous_adapter(vit_family, tmp_path, monkeypatch):
         "v": 1
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"], "temporary folder left behind"
+
+
+def _randomize_b(model, seed):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, layer in lora_layers(model):
+            for p in layer.lora_B.values():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def test_adapter_sequence_reloads_a_continual_run(vit_family, tmp_path):
+    _, build, fwd = vit_family  # build() gives the same weights every time
+    model, cfg = _adapted(build, seed=1)
+    save_adapter(model, tmp_path / "task_00", cfg, metadata={"task": {"index": 0}})
+    merge_and_reset_adapters(model)  # task 1 trains on the weights with task 0 merged
+    _randomize_b(model, seed=2)
+    save_adapter(model, tmp_path / "task_01", cfg, metadata={"task": {"index": 1}})
+
+    fresh = build()
+    docs = load_adapter_sequence(fresh, [tmp_path / "task_00", tmp_path / "task_01"])
+    assert [d["lora_config"]["metadata"]["task"]["index"] for d in docs] == [0, 1]
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(fwd(fresh.eval(), x), fwd(model.eval(), x), rtol=1e-4, atol=1e-5)
+
+    with pytest.raises(AdapterMismatchError, match="base weights differ"):  # wrong order
+        load_adapter_sequence(build(), [tmp_path / "task_01", tmp_path / "task_00"])
+    other = build()
+    with torch.no_grad():
+        other.get_submodule("blocks.1.mlp.fc2").weight.mul_(1.5)
+    with pytest.raises(AdapterMismatchError, match="another model"):
+        load_adapter_sequence(other, [tmp_path / "task_00"])
+    with pytest.raises(FileNotFoundError, match="not an adapter folder"):
+        load_adapter_sequence(build(), [tmp_path])
+    untouched = build()
+    assert load_adapter_sequence(untouched, []) == [] and not list(lora_layers(untouched))
