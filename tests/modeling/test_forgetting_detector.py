@@ -147,3 +147,17 @@ def test_jitter_boxes_keeps_originals_and_overlaps():
     assert out.shape == (12, 4) and torch.equal(out[:2], boxes)
     iou = pairwise_iou(Boxes(out[2:]), Boxes(boxes))
     assert (iou.max(dim=1).values > 0.55).all()
+
+
+def test_random_label_targets_are_kept_foreground_classes(tmp_path):
+    from det_forget.forgetting import ForgetTask
+
+    model = build_model(tiny_cfg(tmp_path, **{"FORGET.METHOD": "random_labels"}))
+    model.set_task(ForgetTask(1, forget=(2, 3), retain=tuple(range(4, 10)), old=(0,)))
+    labels = torch.tensor([2, 3] * 500)
+    targets = model.forget_targets(labels)
+    # The R-CNN head has 11 logits (10 classes + background at index 10): a random label
+    # is never background, never this task's classes and never an earlier task's.
+    assert set(targets.tolist()) == set(range(4, 10)) | {1}
+    gs_lora = build_model(tiny_cfg(tmp_path))
+    assert torch.equal(gs_lora.forget_targets(labels), labels)

@@ -210,6 +210,21 @@ class ForgettingDetector(nn.Module):
             self.classifier_prototypes() if self.objective.spec.uses_prototypes else None
         )
 
+    def forget_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """The classes the forget term scores forget objects against.
+
+        Their own classes, except for ``random_labels``: a random *foreground* class (never
+        the background logit of a softmax head) that is not being or already forgotten,
+        the rule classification follows too.
+        """
+        if self.objective.spec.name != "random_labels":
+            return labels
+        return random_labels(
+            labels,
+            self.num_classes,
+            exclude=torch.tensor(self.forgotten_classes, dtype=torch.long, device=labels.device),
+        )
+
     def _add_detector_prefix(self, state_dict, prefix, *args, **kwargs) -> None:
         top_level = {n for n, _ in self.detector.named_children()}
         top_level |= {n for n, _ in self.detector.named_buffers(recurse=False)}
@@ -236,15 +251,9 @@ class ForgettingDetector(nn.Module):
         extra: dict[str, torch.Tensor] = {}
         if obj.uses_forget_data:
             out = self._forget_outputs(self.detector, batched_inputs["forget"], self.jitter_copies)
-            target = out.labels
-            if obj.spec.name == "random_labels":
-                # Foreground classes only (never the background logit), never one forgotten.
-                target = random_labels(
-                    out.labels,
-                    self.num_classes,
-                    exclude=torch.tensor(self.forgotten_classes, device=out.labels.device),
-                )
-            kwargs["forget_loss"] = object_nll(out.logits, target, out.sigmoid)
+            kwargs["forget_loss"] = object_nll(
+                out.logits, self.forget_targets(out.labels), out.sigmoid
+            )
             kwargs["forget_labels"] = out.labels
             if self.prototypes is not None:
                 kwargs.update(prototypes=self.prototypes, forget_features=out.features)
