@@ -1,25 +1,31 @@
-"""The main window: loading, browsing, forgetting and comparing, wired together.
+"""The main window: layout, actions, and the wiring of views to controllers.
 
-Slow work never runs on the GUI thread: loading models and datasets, detecting and
-evaluating go to a :class:`~gui.workers.TaskRunner` (one background thread, so the held
-models are never used by two threads at once), and the forgetting job to a
-:class:`~gui.workers.ForgetWorker` in its own ``QThread``. Every error ends in
+The window owns the widgets and what they show (the image list, the compare view, the
+score threshold and display filter); the work is in :mod:`gui.controllers`:
+
+* :class:`~gui.controllers.ModelLoader` loads a model into a :class:`~gui.session.ModelSession`;
+* :class:`~gui.controllers.JobController` builds a job's config with the library
+  (``det_forget.engine.job_config``) and runs it in its own ``QThread``;
+* :class:`~gui.controllers.AuditController` evaluates AP before forgetting and audits a
+  result;
+* :mod:`gui.controllers.export` saves a result.
+
+Slow work never runs on the GUI thread: loading, detecting, evaluating and auditing go to
+one :class:`~gui.workers.TaskRunner` (one background thread, so the held models are never
+used by two threads at once), the forgetting job to its own thread. Every error ends in
 :meth:`MainWindow.show_error`, which emits ``error_shown(title, message)`` and opens a
 non-blocking message box.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -41,28 +47,31 @@ from det_forget.engine import JobProgress, JobResult
 from det_forget.engine.inference import (
     Detections,
     ForgetRecord,
-    build_config,
-    evaluate_per_class_ap,
-    export_directory,
-    export_file,
-    forgetting_config,
     list_images,
-    load_detector,
     read_forget_history,
     records_from_history,
-    save_merged_checkpoint,
 )
-from det_forget.lora import AdapterMismatchError, disabled_adapters
-from det_forget.utils.io import atomic_write
+from det_forget.forgetting.methods import methods_for, task_type_of
+from det_forget.lora import AdapterMismatchError
 
 from .colors import class_color
+from .controllers import (
+    ActionRefused,
+    AuditController,
+    DetectionController,
+    JobController,
+    ModelLoader,
+    comparison_summary,
+    save_results,
+    widget_png,
+)
 from .log_handler import QtLogHandler, attach_log_handler, detach_log_handler
 from .models import ImageEntry
-from .session import SOURCE_BASE, ModelSession
+from .session import ModelSession
 from .views import BoxSpec, CategoryPanel, CompareView, ForgetPanel, ImagePanel, ModelPanel
 from .views.audit_view import AuditView
 from .views.load_dialog import LoadModelDialog
-from .workers import ForgetWorker, TaskRunner
+from .workers import TaskRunner
 
 __all__ = ["MainWindow", "DISPLAY_FILTERS", "REPO_ROOT", "default_demo_paths"]
 
@@ -87,14 +96,6 @@ def default_demo_paths() -> tuple[str, str]:
         str(REPO_ROOT / "det_forget" / "model_zoo" / "shapes_vit_tiny_frcnn.pth"),
     )
     return config, weights
-
-
-def _resolve(path: str, root: Path = REPO_ROOT) -> str:
-    """A relative path as given if it exists from here, else relative to the repository."""
-    if not path or os.path.isabs(path) or os.path.exists(path):
-        return path
-    candidate = root / path
-    return str(candidate) if candidate.exists() else path
 
 
 class MainWindow(QMainWindow):
@@ -139,11 +140,11 @@ class MainWindow(QMainWindow):
         self.session: ModelSession | None = None
         self.runner = TaskRunner(self)
         self.runner.pending_changed.connect(self._on_pending)
-        self._job_thread: QThread | None = None
-        self._job_worker: ForgetWorker | None = None
-        self._job_cfg: Any = None
+        self.loader = ModelLoader(self.runner, self)
+        self.jobs = JobController(self.runner, self)
+        self.audits = AuditController(self.runner, self)
+        self.detections = DetectionController(self.runner, self)
         self._current: ImageEntry | None = None
-        self._pending: set[tuple[int, str, str]] = set()
         self._pixmap: QPixmap | None = None
         self._error_box: QMessageBox | None = None
         self.score_threshold = 0.5
@@ -152,6 +153,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("det_forget — forget classes of a detector")
         self._build_widgets()
         self._build_actions()
+        self._connect_controllers()
         self._log_handler = QtLogHandler()
         self._log_handler.emitter.message.connect(self.forget_panel.append_log)
         self._log_levels = attach_log_handler(self._log_handler)
@@ -169,9 +171,6 @@ class MainWindow(QMainWindow):
         self.left_tabs.addTab(self.model_panel, "Model")
         self.audit_view = AuditView()
         self.left_tabs.addTab(self.audit_view, "Audit")
-        self._auditing = False
-        #: forget-class boxes per side the app's audit uses (``tools/audit.py`` for more)
-        self.audit_max_samples = 300
 
         self.compare = CompareView()
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
@@ -227,6 +226,26 @@ class MainWindow(QMainWindow):
         self._update_threshold_label()
         self.compare.before.set_placeholder("Load a model and images")
         self.compare.after.set_placeholder("Run Forget to see the model after forgetting")
+
+    def _connect_controllers(self) -> None:
+        self.loader.loaded.connect(self._on_model_loaded)
+        self.loader.failed.connect(self._task_error)
+        self.detections.ready.connect(self._on_detections)
+        self.detections.failed.connect(self._task_error)
+        jobs = self.jobs
+        jobs.running_changed.connect(self._on_job_running)
+        jobs.started.connect(self.job_started)
+        jobs.progress.connect(self._on_job_progress)
+        jobs.finished.connect(self._on_job_finished)
+        jobs.cancelled.connect(self._on_job_cancelled)
+        jobs.failed.connect(self._on_job_failed)
+        jobs.prepare_failed.connect(self._task_error)
+        audits = self.audits
+        audits.evaluated.connect(self._on_evaluated)
+        audits.evaluate_failed.connect(self._task_error)
+        audits.running_changed.connect(self._on_audit_running)
+        audits.audited.connect(self._on_audited)
+        audits.audit_failed.connect(self._on_audit_failed)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -325,6 +344,9 @@ class MainWindow(QMainWindow):
         box.open()
         self._error_box = box
 
+    def _refused(self, refusal: ActionRefused) -> None:
+        self.show_error(refusal.title, refusal.message)
+
     def _task_error(self, title: str, error: BaseException, tb: str = "") -> None:
         if tb:
             logger.debug("%s", tb)
@@ -340,22 +362,21 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ state
     @property
     def job_running(self) -> bool:
-        return self._job_thread is not None
+        return self.jobs.running
 
     def _update_enabled(self) -> None:
         running = self.job_running
         has_model = self.session is not None
+        has_result = has_model and self.session.result is not None
         for a in (self.demo_action, self.open_model_action, self.open_run_action):
             a.setEnabled(not running)
         self.forget_action.setEnabled(has_model and not running)
         self.cancel_action.setEnabled(running)
         self.evaluate_action.setEnabled(has_model and not running)
         self.audit_view.run_button.setEnabled(
-            not running and not self._auditing and has_model and self.session.result is not None
+            not running and not self.audits.auditing and has_result
         )
-        self.save_action.setEnabled(
-            not running and self.session is not None and self.session.result is not None
-        )
+        self.save_action.setEnabled(not running and has_result)
         self.model_panel.open_run.setEnabled(not running)
         self.category_panel.set_locked(running)
         self.forget_panel.set_running(running)
@@ -391,34 +412,20 @@ class MainWindow(QMainWindow):
         if self.job_running:
             self.show_error("Busy", "A forgetting job is running; cancel it first.")
             return
-
-        def work():
-            cfg = build_config(config_file)
-            cfg.MODEL.WEIGHTS = _resolve(weights or cfg.MODEL.WEIGHTS)
-            loaded = load_detector(cfg, cfg.MODEL.WEIGHTS, adapters)
-            records = []
-            for a in adapters:
-                records += read_forget_history(a)
-            return cfg, loaded, records
-
         self.statusBar().showMessage(f"Loading {config_file} …")
-        self.runner.submit(
-            work,
-            functools.partial(self._on_model_loaded, config_file),
-            lambda e, tb: self._task_error("Cannot load the model", e, tb),
-        )
+        self.loader.load(config_file, weights, adapters)
 
-    def _on_model_loaded(self, config_file: str, payload) -> None:
-        cfg, loaded, records = payload
-        job_cfg = forgetting_config(cfg)
-        job_cfg.MODEL.WEIGHTS = loaded.weights
-        self.session = ModelSession(config_file, job_cfg, loaded)
-        self.session.records = list(records)
+    @Slot(object)
+    def _on_model_loaded(self, session: ModelSession) -> None:
+        self.session = session
+        cfg, loaded, records = session.cfg, session.loaded, session.records
         self.category_panel.model.set_classes(loaded.class_names)
-        self.model_panel.show_model(config_file, loaded)
+        self.model_panel.show_model(session.config_file, loaded)
         self.model_panel.set_history(records)
         self._show_record(records[-1] if records else None)
-        self.forget_panel.set_defaults(job_cfg, self.output_root)
+        # The method menu lists what the registry says this model's task type runs.
+        self.forget_panel.set_methods(methods_for(task_type_of(cfg)))
+        self.forget_panel.set_defaults(cfg, self.output_root)
         names = self._dataset_names(cfg)
         self.image_panel.set_dataset_names(
             names, cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
@@ -543,31 +550,13 @@ class MainWindow(QMainWindow):
         return self.session.before_source(), self.session.after_source()
 
     def _request_detections(self) -> None:
-        session, entry = self.session, self._current
-        if session is None or entry is None:
-            return
-        for source in self._sources():
-            if source is None or session.cached(source, entry.path) is not None:
-                continue
-            key = (id(session), source, entry.path)
-            if key in self._pending:
-                continue
-            self._pending.add(key)
-            self.runner.submit(
-                functools.partial(session.predict, source, entry.path),
-                functools.partial(self._on_detections, key),
-                functools.partial(self._on_detection_error, key),
-            )
+        if self.session is not None and self._current is not None:
+            self.detections.request(self.session, self._current.path, self._sources())
 
-    def _on_detections(self, key, detections: Detections) -> None:
-        self._pending.discard(key)
-        if self.session is not None and key[0] == id(self.session):
-            if self._current is not None and key[2] == self._current.path:
+    def _on_detections(self, session: ModelSession, image_path: str) -> None:
+        if session is self.session and self._current is not None:
+            if image_path == self._current.path:
                 self._redraw()
-
-    def _on_detection_error(self, key, error: BaseException, tb: str) -> None:
-        self._pending.discard(key)
-        self._task_error(f"Cannot run the model on {os.path.basename(key[2])}", error, tb)
 
     def forgotten_ids(self) -> list[int]:
         """Ids of the forgotten classes (the last job's, else the checked ones)."""
@@ -661,107 +650,32 @@ class MainWindow(QMainWindow):
         self.category_panel.model.clear_checks()
         self.category_panel.model.set_checked(names)
 
-    def _job_output_dir(self, names: list[str]) -> str:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        slug = re.sub(r"[^A-Za-z0-9_]+", "-", "_".join(names))[:40]
-        root = self.forget_panel.output_dir.text().strip() or self.output_root
-        path = Path(root) / f"forget_{stamp}_{slug}"
-        n = 1
-        while path.exists():
-            path = Path(root) / f"forget_{stamp}_{slug}_{n}"
-            n += 1
-        return str(path)
-
-    def job_config(self, names: list[str], weights: str | None = None) -> Any:
-        """The forgetting config of a job on ``names`` with the panel's settings.
-
-        Raises:
-            ValueError: a setting or an extra option is not valid.
-        """
-        cfg = self.session.cfg.clone()
-        cfg.defrost()
-        cfg.merge_from_list(
-            [
-                "FORGET.CLASSES",
-                list(names),
-                "FORGET.TASKS",
-                [],
-                "FORGET.TASK_SIZES",
-                [],
-                "MODEL.WEIGHTS",
-                weights or self.session.loaded.weights,
-                "OUTPUT_DIR",
-                self._job_output_dir(names),
-                # Forked loader workers and a Qt process do not mix well; the data is small.
-                "DATALOADER.NUM_WORKERS",
-                0,
-            ]
-        )
-        try:
-            cfg.merge_from_list(self.forget_panel.options())
-        except (KeyError, AssertionError, ValueError) as e:
-            raise ValueError(f"invalid forgetting settings: {e}") from e
-        return cfg
-
     def start_forget(self) -> None:
-        """Forget the checked classes in a worker thread (``job_started`` … ``job_finished``)."""
-        if self.job_running:
-            return
-        if self.session is None:
-            self.show_error("No model", "Load a model first (File ▸ Load demo model).")
-            return
-        names = self.category_panel.model.checked_names()
-        if not names:
-            self.show_error(
-                "Nothing selected", "Check at least one category to forget (Categories tab)."
-            )
-            return
-        if len(names) == len(self.session.class_names):
-            self.show_error("Nothing left", "Every class is checked; keep at least one.")
-            return
-        try:
-            cfg = self.job_config(names)
-        except ValueError as e:
-            self.show_error("Invalid settings", str(e))
-            return
-        session = self.session
-        if session.has_adapters:
-            # The job builds its model from a checkpoint: continue from the loaded
-            # adapters by starting from them merged into a plain checkpoint.
-            start = os.path.join(cfg.OUTPUT_DIR, "start_model_merged.pth")
-            cfg.MODEL.WEIGHTS = start
-            self.runner.submit(
-                functools.partial(save_merged_checkpoint, session.loaded.model, start),
-                lambda _: self._launch(cfg),
-                lambda e, tb: self._task_error("Cannot prepare the start model", e, tb),
-            )
-        else:
-            self._launch(cfg)
+        """Forget the checked classes in a worker thread (``job_started`` … ``job_finished``).
 
-    def _launch(self, cfg) -> None:
-        thread = QThread(self)
-        thread.setObjectName("det_forget-job")
-        worker = ForgetWorker(cfg)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.progress.connect(self._on_job_progress)
-        worker.finished.connect(self._on_job_finished)
-        worker.cancelled.connect(self._on_job_cancelled)
-        worker.failed.connect(self._on_job_failed)
-        worker.done.connect(thread.quit)
-        thread.finished.connect(self._on_job_thread_finished)
-        self._job_thread, self._job_worker, self._job_cfg = thread, worker, cfg
-        self._update_enabled()
-        self.forget_panel.log.clear()
-        logger.info("Forgetting %s -> %s", list(cfg.FORGET.CLASSES), cfg.OUTPUT_DIR)
-        thread.start()
-        self.job_started.emit(cfg)
+        The job's config is built by the library from the panel's settings
+        (:func:`gui.controllers.job_config`); what it refuses is shown as an error.
+        """
+        try:
+            self.jobs.start(
+                self.session,
+                self.category_panel.model.checked_names(),
+                self.forget_panel.settings(),
+                self.output_root,
+            )
+        except ActionRefused as e:
+            self._refused(e)
 
     def cancel_forget(self) -> None:
         """Stop the running job at its next step; the loaded model is not touched."""
-        if self._job_worker is not None:
-            self._job_worker.cancel()
+        if self.jobs.cancel():
             self.forget_panel.show_state("cancelling at the next step …")
+
+    @Slot(bool)
+    def _on_job_running(self, running: bool) -> None:
+        if running:
+            self.forget_panel.log.clear()
+        self._update_enabled()
 
     @Slot(object)
     def _on_job_progress(self, progress: JobProgress) -> None:
@@ -771,7 +685,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_job_finished(self, result: JobResult) -> None:
         records = records_from_history(result.history, result.output_dir)
-        self.session.set_result(result, self._job_cfg, records)
+        self.session.set_result(result, self.jobs.cfg, records)
         self.model_panel.set_history(self.session.records)
         self.model_panel.set_adapter_layers(self.session.result_adapter_layers())
         self._show_record(records[-1] if records else None)
@@ -805,108 +719,47 @@ class MainWindow(QMainWindow):
         self.show_error("Forgetting failed", message)
         self.job_failed.emit(message)
 
-    @Slot()
-    def _on_job_thread_finished(self) -> None:
-        thread, self._job_thread, self._job_worker = self._job_thread, None, None
-        if thread is not None:
-            thread.deleteLater()
-        self._update_enabled()
-
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ evaluation, audit
     def evaluate_before(self) -> None:
         """COCO AP per class of the before model on ``DATASETS.TEST[0]`` (background)."""
-        session = self.session
-        if session is None:
-            self.show_error("No model", "Load a model first.")
+        try:
+            dataset = self.audits.evaluate_before(self.session)
+        except ActionRefused as e:
+            self._refused(e)
             return
-        if not len(session.cfg.DATASETS.TEST):
-            self.show_error("No dataset", "The config has no DATASETS.TEST to evaluate on.")
-            return
-        dataset = session.cfg.DATASETS.TEST[0]
-
-        cfg = session.loaded.cfg.clone()
-        cfg.defrost()
-        cfg.DATALOADER.NUM_WORKERS = 0  # no forked loader workers from a Qt process
-
-        def work():
-            model = session.loaded.model
-            if session.before_source() == SOURCE_BASE and session.has_adapters:
-                with disabled_adapters(model):
-                    return evaluate_per_class_ap(cfg, model, dataset)
-            return evaluate_per_class_ap(cfg, model, dataset)
-
         self.statusBar().showMessage(f"Evaluating on {dataset} …")
-        self.runner.submit(
-            work,
-            self._on_evaluated,
-            lambda e, tb: self._task_error(f"Cannot evaluate on {dataset}", e, tb),
-        )
 
     def _on_evaluated(self, per_class: dict) -> None:
         self.category_panel.model.set_ap(before=per_class)
         self.left_tabs.setCurrentWidget(self.category_panel)
         self.evaluated.emit(per_class)
 
-    # ------------------------------------------------------------------ audit
     def run_audit(self) -> None:
-        """Audit the last job (membership inference, box-feature probe) in the background.
+        """Audit the last job in the background (:meth:`AuditController.run_audit`).
 
-        Base = the model the job started from, forgotten = its result; members are boxes
-        of ``DATASETS.TRAIN[0]``, non-members of ``DATASETS.TEST[0]``. The report goes to
-        ``audit.json`` in the job's folder and into the Audit tab (``audited``).
+        The report goes to ``audit.json`` in the job's folder and into the Audit tab
+        (``audited``).
         """
-        session = self.session
-        if session is None or session.result is None:
-            self.show_error("Nothing to audit", "Run a forgetting job first.")
+        try:
+            self.audits.run_audit(self.session, self.forgotten_ids())
+        except ActionRefused as e:
+            self._refused(e)
             return
-        cfg = session.result_cfg
-        if not len(cfg.DATASETS.TRAIN) or not len(cfg.DATASETS.TEST):
-            self.show_error("No dataset", "The audit needs DATASETS.TRAIN and DATASETS.TEST.")
-            return
-        forget = self.forgotten_ids()
-        run_dir = Path(session.result.output_dir)
-        max_samples = self.audit_max_samples
-
-        def work():
-            from detectron2.data import DatasetCatalog
-
-            from det_forget.audit import AUDIT_FILE_NAME, audit_detector
-
-            report = audit_detector(
-                session.loaded.model,
-                session.result.model,
-                cfg=session.loaded.cfg,
-                member_dicts=DatasetCatalog.get(cfg.DATASETS.TRAIN[0]),
-                nonmember_dicts=DatasetCatalog.get(cfg.DATASETS.TEST[0]),
-                forget_classes=forget,
-                class_names=session.class_names,
-                max_samples=max_samples,
-                sources={"base": session.loaded.weights, "forgotten": str(run_dir)},
-            )
-            report.command = "det_forget app: Audit ▸ Run audit"
-            return report, str(report.save(run_dir / AUDIT_FILE_NAME))
-
-        self._auditing = True
-        self.audit_view.set_running(True)
-        self._update_enabled()
         self.statusBar().showMessage("Auditing the forgetting result …")
-        self.runner.submit(work, self._on_audited, self._on_audit_failed)
 
-    def _on_audited(self, payload) -> None:
-        report, path = payload
-        self._auditing = False
-        self.audit_view.set_running(False)
+    @Slot(bool)
+    def _on_audit_running(self, running: bool) -> None:
+        self.audit_view.set_running(running)
+        self._update_enabled()
+
+    def _on_audited(self, report, path: str) -> None:
         self.audit_view.set_report(report, path)
         self.left_tabs.setCurrentWidget(self.audit_view)
-        self._update_enabled()
         self.statusBar().showMessage(f"Audit written to {path}", 8000)
         self.audited.emit(report)
 
     def _on_audit_failed(self, error: BaseException, tb: str) -> None:
-        self._auditing = False
-        self.audit_view.set_running(False)
         self.audit_view.show_error(f"The audit failed: {error}")
-        self._update_enabled()
         self._task_error("Cannot audit the result", error, tb)
 
     # ------------------------------------------------------------------ saving
@@ -917,12 +770,18 @@ class MainWindow(QMainWindow):
 
     def comparison_png(self) -> bytes:
         """The compare view as PNG bytes."""
-        data = QByteArray()
-        buffer = QBuffer(data)
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        self.compare.grab().save(buffer, "PNG")
-        buffer.close()
-        return bytes(data.data())
+        return widget_png(self.compare)
+
+    def comparison_summary(self) -> dict[str, Any]:
+        """What the compare view shows now, as data (``comparison.json``)."""
+        return comparison_summary(
+            self.session,
+            self._current.path if self._current else None,
+            sources=self._sources(),
+            score_threshold=self.score_threshold,
+            display_filter=self.display_filter,
+            visible_ids=self._visible_ids(),
+        )
 
     def save_results(self, folder: str) -> list[str]:
         """Write the last job's adapters, merged checkpoint, reports and comparison PNG.
@@ -930,75 +789,26 @@ class MainWindow(QMainWindow):
         Every file is written atomically (``det_forget.utils.io``).
 
         Returns:
-            The paths written.
+            The paths written (none when the save failed).
         """
-        session = self.session
-        if session is None or session.result is None:
+        if self.session is None or self.session.result is None:
             self.show_error("Nothing to save", "Run a forgetting job first.")
             return []
-        run = Path(session.result.output_dir)
-        out = Path(folder)
-        written: list[str] = []
         try:
-            for rec in records_from_history(session.result.history, run):
-                if rec.adapter:
-                    dst = out / "adapters" / os.path.basename(rec.adapter)
-                    written.append(export_directory(rec.adapter, dst))
-            for name in ("model_merged.pth", "merged_config.yaml", "forget_report.json"):
-                if (run / name).is_file():
-                    written.append(export_file(run / name, out / name))
-            with atomic_write(out / "comparison.png", "wb") as f:
-                f.write(self.comparison_png())
-            written.append(str(out / "comparison.png"))
-            with atomic_write(out / "comparison.json") as f:
-                json.dump(self._comparison_summary(), f, indent=2)
-            written.append(str(out / "comparison.json"))
+            written = save_results(
+                self.session, folder, self.comparison_png(), self.comparison_summary()
+            )
         except OSError as e:
             self._task_error("Cannot save the results", e)
-            return written
+            return []
         self.statusBar().showMessage(f"Saved {len(written)} items to {folder}", 8000)
         self.results_saved.emit(str(folder))
         return written
 
-    def _comparison_summary(self) -> dict[str, Any]:
-        """What the comparison PNG shows, as data."""
-        session, entry = self.session, self._current
-        sides = {}
-        for side, source in zip(("before", "after"), self._sources()):
-            dets = session.cached(source, entry.path) if source and entry else None
-            if dets is None:
-                continue
-            shown = dets.filter(self.score_threshold, self._visible_ids())
-            sides[side] = {
-                "model": session.describe(source),
-                "detections": [
-                    {
-                        "class": session.class_names[int(c)],
-                        "score": round(float(s), 4),
-                        "box_xyxy": [round(float(v), 1) for v in b],
-                    }
-                    for b, s, c in zip(shown.boxes, shown.scores, shown.classes)
-                ],
-            }
-        last = session.records[-1] if session.records else None
-        return {
-            "image": entry.path if entry else None,
-            "score_threshold": self.score_threshold,
-            "display_filter": self.display_filter,
-            "forgotten_classes": session.result_forget_classes(),
-            "run": session.result.output_dir,
-            "summary": last.summary if last else None,
-            **sides,
-        }
-
     # ------------------------------------------------------------------ closing
     def shutdown(self, timeout_ms: int = 60000) -> None:
         """Cancel a running job, stop the threads and detach the log handler."""
-        if self._job_worker is not None:
-            self._job_worker.cancel()
-        if self._job_thread is not None:
-            self._job_thread.quit()
-            self._job_thread.wait(timeout_ms)
+        self.jobs.shutdown(timeout_ms)
         self.runner.shutdown(timeout_ms)
         if self._log_handler is not None:
             detach_log_handler(self._log_handler, self._log_levels)

@@ -2,7 +2,7 @@
 
 from .category_panel import CategoryPanel
 from .compare_view import CompareView
-from .forget_panel import ForgetPanel, format_eta
+from .forget_panel import ForgetPanel, ForgetSettings, format_eta, method_tooltip
 from .image_panel import ImagePanel
 from .image_view import BoxSpec, DetectionView
 from .load_dialog import LoadModelDialog
@@ -15,9 +15,11 @@ __all__ = [
     "CompareView",
     "DetectionView",
     "ForgetPanel",
+    "ForgetSettings",
     "ImagePanel",
     "LoadModelDialog",
     "LossPlot",
     "ModelPanel",
     "format_eta",
+    "method_tooltip",
 ]

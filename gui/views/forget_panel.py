@@ -1,12 +1,20 @@
-"""Forgetting controls: settings, Forget/Cancel, progress with ETA, loss curve, AP and log."""
+"""Forgetting controls: settings, Forget/Cancel, progress with ETA, loss curve, AP and log.
+
+The method menu lists what the method registry (:mod:`det_forget.forgetting.methods`)
+says the loaded model's task type runs; :meth:`ForgetPanel.set_methods` rebuilds it when
+a model is loaded. Each item's tooltip is the method's description, the paper or baseline
+it reproduces, and where its adapters go.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -28,12 +36,19 @@ from PySide6.QtWidgets import (
 )
 
 from det_forget.engine import JobProgress
-from det_forget.forgetting.methods import METHODS as FORGET_METHODS
+from det_forget.forgetting.methods import ForgetMethod
 
 from ..models import APTableModel
 from .loss_plot import LossPlot
 
-__all__ = ["ForgetPanel", "format_eta"]
+__all__ = ["ForgetPanel", "ForgetSettings", "format_eta", "method_tooltip"]
+
+#: How the menu names each adapter place of the registry.
+_ADAPTER_PLACES = {
+    "ffn": "LoRA adapters on the FFN layers (FORGET.LORA.TARGET_MODULES)",
+    "qkv": "LoRA adapters on the q/k/v projections (FORGET.LORA.QKV_MODULES)",
+    "none": "no adapters: the full weights train",
+}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -41,6 +56,45 @@ def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
     return str(_dt.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+def method_tooltip(method: ForgetMethod) -> str:
+    """``description — reference`` and, on a second line, where the adapters go."""
+    return f"{method.description} — {method.reference}\n{_ADAPTER_PLACES[method.adapters]}"
+
+
+@dataclass(frozen=True)
+class ForgetSettings:
+    """What the panel's settings ask of a job (``det_forget.engine.job_config``).
+
+    Attributes:
+        method: ``FORGET.METHOD`` (empty before a model is loaded).
+        max_iter: ``FORGET.MAX_ITER``.
+        data_ratio: ``FORGET.DATA_RATIO``.
+        base_lr: ``SOLVER.BASE_LR``.
+        output_root: parent folder of the job's ``OUTPUT_DIR`` (empty: the app's default).
+        extra_options: "More options" as typed: ``KEY VALUE`` pairs, shell-quoted.
+    """
+
+    method: str
+    max_iter: int
+    data_ratio: float
+    base_lr: float
+    output_root: str = ""
+    extra_options: str = ""
+
+    def extra_opts(self) -> list[str]:
+        """``extra_options`` as a ``KEY VALUE`` list.
+
+        Raises:
+            ValueError: unbalanced quotes, or not ``KEY VALUE`` pairs.
+        """
+        extra = shlex.split(self.extra_options)
+        if len(extra) % 2:
+            raise ValueError(
+                f"'More options' must be KEY VALUE pairs; got an odd number of items: {extra}"
+            )
+        return extra
 
 
 class ForgetPanel(QWidget):
@@ -57,7 +111,9 @@ class ForgetPanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.method = QComboBox()
-        self.method.addItems(FORGET_METHODS)
+        self.method.setPlaceholderText("load a model first")
+        self.method.setToolTip("FORGET.METHOD: the methods the loaded model's task type runs")
+        self.method.currentIndexChanged.connect(self._show_method_tooltip)
         self.iterations = QSpinBox(minimum=1, maximum=1_000_000, value=200)
         self.iterations.setToolTip("FORGET.MAX_ITER: training steps per task")
         self.data_ratio = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=0.5)
@@ -132,38 +188,51 @@ class ForgetPanel(QWidget):
             self.extra_options,
         )
 
+    def set_methods(self, methods: Sequence[ForgetMethod]) -> None:
+        """List ``methods`` in the menu (each with :func:`method_tooltip`), first selected."""
+        blocked = self.method.blockSignals(True)
+        self.method.clear()
+        for i, m in enumerate(methods):
+            self.method.addItem(m.name)
+            self.method.setItemData(i, method_tooltip(m), Qt.ItemDataRole.ToolTipRole)
+        self.method.setCurrentIndex(0 if methods else -1)
+        self.method.blockSignals(blocked)
+        self._show_method_tooltip(self.method.currentIndex())
+
+    def _show_method_tooltip(self, index: int) -> None:
+        # The closed menu shows the chosen method's tooltip, not only the open list.
+        tip = self.method.itemData(index, Qt.ItemDataRole.ToolTipRole) if index >= 0 else None
+        self.method.setToolTip(f"FORGET.METHOD\n{tip}" if tip else "FORGET.METHOD")
+
+    def method_names(self) -> list[str]:
+        """The menu's methods, in order."""
+        return [self.method.itemText(i) for i in range(self.method.count())]
+
+    def tooltip_of(self, name: str) -> str:
+        """The tooltip of menu item ``name`` (empty when it is not listed)."""
+        i = self.method.findText(name)
+        return str(self.method.itemData(i, Qt.ItemDataRole.ToolTipRole) or "") if i >= 0 else ""
+
     def set_defaults(self, cfg: Any, output_dir: str) -> None:
-        """Fill the settings from a forgetting config."""
+        """Fill the settings from a forgetting config (its method when the menu lists it)."""
         f = cfg.FORGET
-        if f.METHOD in FORGET_METHODS:
+        if self.method.findText(f.METHOD) >= 0:
             self.method.setCurrentText(f.METHOD)
         self.iterations.setValue(int(f.MAX_ITER))
         self.data_ratio.setValue(float(f.DATA_RATIO))
         self.learning_rate.setValue(float(cfg.SOLVER.BASE_LR))
         self.output_dir.setText(output_dir)
 
-    def options(self) -> list[str]:
-        """The settings as ``KEY VALUE`` config overrides (extra options last).
-
-        Raises:
-            ValueError: the extra options are not balanced ``KEY VALUE`` pairs.
-        """
-        extra = shlex.split(self.extra_options.text())
-        if len(extra) % 2:
-            raise ValueError(
-                f"'More options' must be KEY VALUE pairs; got an odd number of items: {extra}"
-            )
-        return [
-            "FORGET.METHOD",
-            self.method.currentText(),
-            "FORGET.MAX_ITER",
-            str(self.iterations.value()),
-            "FORGET.DATA_RATIO",
-            str(self.data_ratio.value()),
-            "SOLVER.BASE_LR",
-            str(self.learning_rate.value()),
-            *extra,
-        ]
+    def settings(self) -> ForgetSettings:
+        """The settings of the next job (checked when the job's config is built)."""
+        return ForgetSettings(
+            method=self.method.currentText(),
+            max_iter=self.iterations.value(),
+            data_ratio=self.data_ratio.value(),
+            base_lr=self.learning_rate.value(),
+            output_root=self.output_dir.text().strip(),
+            extra_options=self.extra_options.text(),
+        )
 
     def set_running(self, running: bool) -> None:
         """Lock the settings and swap the buttons while a job runs."""

@@ -12,6 +12,7 @@ from det_forget.audit import (
     ModelAudit,
     ProbeResult,
 )
+from det_forget.forgetting.run_dir import RunDirectory, RunHistory
 
 
 def _model(role: str, auc: float, probe_acc: float, forget_acc: float) -> ModelAudit:
@@ -99,7 +100,8 @@ def test_open_run_history_shows_its_audit(window, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     task = {"task": {"index": 0}, "classes": {"forget": ["Trouser"], "retain": ["Bag"]}}
-    (run / "forget_report.json").write_text(json.dumps({"tasks": [task]}))
+    history = RunHistory("gs_lora", "classification", "accuracy", ["Trouser", "Bag"], [task])
+    RunDirectory(run).write_history(history)
     _report().save(run / AUDIT_FILE_NAME)
     window.open_run(str(run))
     assert window.audit_view.report is not None
@@ -125,7 +127,7 @@ def test_run_audit_on_a_forgetting_result(qtbot, loaded, mini_val, tmp_path):
     w.session.set_result(result, cfg, [])
     w._update_enabled()
     assert w.audit_view.run_button.isEnabled()
-    w.audit_max_samples = 12
+    w.audits.max_samples = 12
     with qtbot.waitSignal(w.audited, timeout=120000) as blocker:
         w.audit_view.run_button.click()
     report = blocker.args[0]

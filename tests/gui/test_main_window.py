@@ -10,6 +10,7 @@ import torch
 from PySide6.QtCore import Qt
 
 from det_forget.data import SHAPES_CLASS_NAMES
+from det_forget.forgetting.run_dir import RunDirectory, RunHistory
 
 FORGET = "blue_triangle"
 # A short, strong job: 12 steps at 6x the config's learning rate drop the class on the demo
@@ -147,17 +148,19 @@ def test_forget_run_progress_compare_and_save(qtbot, loaded, mini_val, tmp_path)
     assert kept_after >= kept_before // 2, (kept_before, kept_after)
     assert "forgot: " + FORGET in w.compare.after_title.text()
 
-    # Save: adapter, merged checkpoint, reports and the comparison PNG.
+    # Save: adapter, the run's files (history, config, merged checkpoint) and the comparison.
     out = tmp_path / "saved"
     written = w.save_results(str(out))
     assert (out / "adapters" / "task_00" / "adapter_model.safetensors").is_file()
     assert (out / "model_merged.pth").is_file() and (out / "merged_config.yaml").is_file()
-    report = json.loads((out / "forget_report.json").read_text())
-    assert report["tasks"][0]["classes"]["forget"] == [FORGET]
+    history = json.loads((out / "history.json").read_text())
+    assert history["tasks"][0]["classes"]["forget"] == [FORGET]
+    assert history["method"] == "gs_lora" and (out / "config.yaml").is_file()
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     comparison = json.loads((out / "comparison.json").read_text())
     assert comparison["forgotten_classes"] == [FORGET] and "after" in comparison
-    assert len(written) == 6 and result.output_dir.startswith(str(tmp_path))
+    assert len(written) == 7 and all(os.path.exists(p) for p in written)
+    assert result.output_dir.startswith(str(tmp_path))
 
 
 def _random_adapter(w, directory) -> str:
@@ -174,7 +177,10 @@ def _random_adapter(w, directory) -> str:
         for _, layer in lora_layers(model):
             for part in layer.parts:
                 layer.lora_B[part].normal_(0, 0.01)
-    save_adapter(model, directory, config, metadata={"task": 0, "classes": {"forget": ["x"]}})
+    # The manifest carries the task's record, as the run directory writes it.
+    save_adapter(
+        model, directory, config, metadata={"task": {"index": 0}, "classes": {"forget": ["x"]}}
+    )
     return str(directory)
 
 
@@ -209,9 +215,9 @@ def test_cancel_keeps_the_loaded_model_bit_identical(
     assert w.forget_panel.forget_button.isEnabled() and w.demo_action.isEnabled()
     first = w.category_panel.model.index(0, 0)
     assert w.category_panel.model.flags(first) & Qt.ItemFlag.ItemIsUserCheckable
-    assert not os.path.exists(os.path.join(w._job_cfg.OUTPUT_DIR, "model_merged.pth"))
+    assert not os.path.exists(os.path.join(w.jobs.cfg.OUTPUT_DIR, "model_merged.pth"))
     # With adapters, the job continued from them (merged into its start checkpoint).
-    assert w._job_cfg.MODEL.WEIGHTS.endswith("start_model_merged.pth") == with_adapter
+    assert w.jobs.cfg.MODEL.WEIGHTS.endswith("start_model_merged.pth") == with_adapter
 
 
 def test_evaluate_fills_ap_before(qtbot, loaded, mini_val):
@@ -284,23 +290,21 @@ def test_open_run_history_fills_history_and_ap_table(qtbot, loaded, tmp_path):
     before = {n: 80.0 for n in SHAPES_CLASS_NAMES}
     after = {**before, FORGET: 2.0}
     retain = [n for n in SHAPES_CLASS_NAMES if n != FORGET]
-    report = {
-        "tasks": [
-            {
-                "task": {"index": 0},
-                "classes": {"forget": [FORGET], "retain": retain, "old": [], "missing": []},
-                "before": before,
-                "after": after,
-                "summary": {
-                    "before": {"forget": 80.0, "retain": 80.0},
-                    "after": {"forget": 2.0, "retain": 80.0},
-                    "drop": 78.0,
-                    "h_mean": 79.0,
-                },
-            }
-        ]
+    task = {
+        "task": {"index": 0},
+        "classes": {"forget": [FORGET], "retain": retain, "old": [], "missing": []},
+        "before": before,
+        "after": after,
+        "summary": {
+            "before": {"forget": 80.0, "retain": 80.0},
+            "after": {"forget": 2.0, "retain": 80.0},
+            "drop": 78.0,
+            "h_mean": 79.0,
+        },
+        "adapter": None,
     }
-    (tmp_path / "forget_report.json").write_text(json.dumps(report))
+    history = RunHistory("gs_lora", "rcnn", "AP", list(SHAPES_CLASS_NAMES), [task])
+    RunDirectory(tmp_path).write_history(history)
     with qtbot.waitSignal(w.history_loaded):
         w.open_run(str(tmp_path))
     history = w.model_panel.history_model

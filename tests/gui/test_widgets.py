@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from PySide6.QtCore import Qt
 
 from det_forget.engine import JobProgress
 from det_forget.engine.inference import ForgetRecord
+from det_forget.forgetting.methods import methods_for
 
 
 def test_loss_plot_draws_series(qtbot):
@@ -61,16 +63,23 @@ def test_forget_panel_progress_and_options(qtbot):
 
     panel = ForgetPanel()
     qtbot.addWidget(panel)
+    assert panel.method.count() == 0 and panel.settings().method == ""  # no model yet
+    panel.set_methods(methods_for("detr"))
+    assert panel.method_names() == [m.name for m in methods_for("detr")]
+    assert panel.method.currentText() == "gs_lora"
+    assert "GS-LoRA (Zhao et al., CVPR 2024)" in panel.tooltip_of("gs_lora")
+    assert "FFN" in panel.tooltip_of("gs_lora") and "gs_lora" not in panel.tooltip_of("x")
+    assert panel.tooltip_of("gs_lora") in panel.method.toolTip()  # the closed menu too
+    panel.method.setCurrentText("finetune")
+    assert "full weights" in panel.method.toolTip()
+    panel.iterations.setValue(7)
     panel.extra_options.setText("SOLVER.IMS_PER_BATCH 2 DATASETS.TEST \"('x',)\"")
-    opts = panel.options()
-    assert opts[-4:] == ["SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "('x',)"]
+    settings = panel.settings()
+    assert (settings.method, settings.max_iter) == ("finetune", 7)
+    assert settings.extra_opts() == ["SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "('x',)"]
     panel.extra_options.setText("SOLVER.IMS_PER_BATCH")
-    try:
-        panel.options()
-    except ValueError as e:
-        assert "KEY VALUE" in str(e)
-    else:
-        raise AssertionError("odd option list accepted")
+    with pytest.raises(ValueError, match="KEY VALUE"):
+        panel.settings().extra_opts()
     panel.set_running(True)
     panel.show_progress(JobProgress(3, 12, 0, 1, 65.0, {"total_loss": 0.5}))
     assert panel.progress.value() == 250 and "ETA 0:01:05" in panel.eta.text()
