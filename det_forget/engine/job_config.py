@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import check_ignored_keys
 from ..forgetting.methods import check_method, task_type_of
+from ..forgetting.tasks import tasks_from_config
 from .inference import class_names_of, forgetting_config
 
 __all__ = ["build_job_config", "job_output_dir"]
@@ -53,26 +54,6 @@ def job_output_dir(
         path = Path(root) / f"forget_{stamp}_{slug}_{n}"
         n += 1
     return str(path)
-
-
-def _forget_set(classes: Sequence[str], class_names: Sequence[str]) -> list[str]:
-    """``classes`` checked against the model's ``class_names`` (order kept, no repeats)."""
-    wanted = list(dict.fromkeys(str(c) for c in classes))
-    if not wanted:
-        raise ValueError("empty forget set: name at least one class to forget")
-    unknown = [c for c in wanted if c not in class_names]
-    if unknown:
-        raise ValueError(
-            f"unknown class {unknown[0]!r}"
-            + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
-            + f"; the model's classes are {list(class_names)}"
-        )
-    if len(wanted) == len(set(class_names)):
-        raise ValueError(
-            f"every class of the model would be forgotten ({len(wanted)} of "
-            f"{len(class_names)}); keep at least one"
-        )
-    return wanted
 
 
 def build_job_config(
@@ -120,7 +101,7 @@ def build_job_config(
     cfg = forgetting_config(base_cfg)
     settings: list[Any] = [
         "FORGET.CLASSES",
-        list(classes),
+        list(dict.fromkeys(classes)),  # a class ticked twice is asked for once
         "FORGET.TASKS",
         [],
         "FORGET.TASK_SIZES",
@@ -155,13 +136,10 @@ def build_job_config(
             "sequence as FORGET.TASKS (lists of class names) instead"
         )
     names = class_names if class_names is not None else class_names_of(cfg)
-    if len(f.TASKS):
-        # A task sequence from the extra options wins over FORGET.CLASSES (as in
-        # tools/train_net.py): check every task, and that something is left at the end.
-        f.TASKS = [_forget_set(list(task), names) for task in f.TASKS]
-        _forget_set([c for task in f.TASKS for c in task], names)
-    else:
-        f.CLASSES = _forget_set(list(f.CLASSES), names)
+    # The tasks as every run resolves them (a sequence in FORGET.TASKS from the extra
+    # options wins over FORGET.CLASSES, as in tools/train_net.py): unknown classes, an
+    # empty forget set and a sequence that forgets every class are refused here.
+    tasks_from_config(cfg, names)
     if f.MAX_ITER <= 0:
         raise ValueError(f"FORGET.MAX_ITER must be a positive number of steps, got {f.MAX_ITER}")
     if not 0.0 < f.DATA_RATIO <= 1.0:

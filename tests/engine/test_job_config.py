@@ -72,19 +72,20 @@ def test_plain_detector_config_is_wrapped_for_forgetting(demo_cfg, tmp_path):
 def test_class_names_default_to_the_config_datasets(demo_cfg, tmp_path):
     cfg = _job(demo_cfg, tmp_path, class_names=None, classes=["white_bar"])
     assert list(cfg.FORGET.CLASSES) == ["white_bar"]
-    with pytest.raises(ValueError, match="'White_Bar'"):
-        _job(demo_cfg, tmp_path, class_names=None, classes=["White_Bar"])
+    # Names resolve as in every run (exact, then case-insensitive when unambiguous).
+    _job(demo_cfg, tmp_path, class_names=None, classes=["White_Bar"])
+    with pytest.raises(ValueError, match="'Whte_bar'"):
+        _job(demo_cfg, tmp_path, class_names=None, classes=["Whte_bar"])
 
 
 @pytest.mark.parametrize(
     "classes, message",
     [
         (["blue_triangle", "purple_elephant"], "unknown class 'purple_elephant'"),
-        (["nope", "neither"], r"unknown class 'nope' \(and \['neither'\]\)"),
         ([], "empty forget set"),
-        (list(SHAPES_CLASS_NAMES), "every class of the model would be forgotten"),
+        (list(SHAPES_CLASS_NAMES), "would forget every class"),
     ],
-    ids=["unknown", "two-unknown", "empty", "all"],
+    ids=["unknown", "empty", "all"],
 )
 def test_bad_forget_sets_are_refused(demo_cfg, tmp_path, classes, message):
     with pytest.raises(ValueError, match=message) as info:
