@@ -4,7 +4,6 @@ Few iterations and a 40-image slice of the val set keep it to about a minute; th
 run's numbers are measured by `make demo` and reported in the README.
 """
 
-import json
 import os
 
 import pytest
@@ -14,6 +13,7 @@ from detectron2.data import DatasetCatalog
 from det_forget.data.forget_retain import register_view
 from det_forget.engine import ForgetTrainer, finalize_forget_config
 from det_forget.engine.inference import build_config
+from det_forget.forgetting import RunDirectory
 from det_forget.lora import read_adapter_config
 
 WEIGHTS = os.path.join(REPO, "det_forget", "model_zoo", "shapes_vit_tiny_frcnn.pth")
@@ -60,15 +60,17 @@ def test_embedded_config_forgets_and_keeps_the_rest(tmp_path):
     assert s["h_mean"] > 40
     meta = read_adapter_config(tmp_path / "adapters" / "task_00")["lora_config"]["metadata"]
     assert meta["classes"]["forget"] == ["blue_triangle", "cyan_ring"]
-    assert json.loads((tmp_path / "forget_report.json").read_text())["tasks"][0]["summary"] == s
-    assert (tmp_path / "model_merged.pth").is_file()
+    run = RunDirectory(tmp_path)
+    assert run.read_history().tasks[0]["summary"] == s
+    assert run.merged_model() == tmp_path / "model_merged.pth"
 
 
 @pytest.mark.parametrize("name", ["coco_forget.yaml", "coco_forget_continual.yaml"])
 def test_shipped_configs_resolve(name):
-    from det_forget.engine import tasks_from_config
+    from det_forget.engine import thing_classes_of
+    from det_forget.forgetting import tasks_from_config
 
     cfg = build_config(os.path.join(REPO, "configs", name))
-    tasks = tasks_from_config(cfg)
+    tasks = tasks_from_config(cfg, thing_classes_of(cfg))
     assert all(len(t.forget) == 2 for t in tasks)
     assert os.path.isfile(os.path.join(REPO, cfg.MODEL.WEIGHTS))

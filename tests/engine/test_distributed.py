@@ -1,12 +1,13 @@
 """tools/train_net.py --num-gpus 2 on CPU: two processes over gloo through detectron2's launch."""
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
 from detection_fixtures import REPO, save_base_checkpoint, tiny_cfg
+
+from det_forget.forgetting import RunDirectory
 
 LAUNCHER = textwrap.dedent(
     """
@@ -59,7 +60,8 @@ def test_two_process_gloo_forgetting_run(tmp_path, tiny_shapes):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "log.txt").read_text()
     assert "World size: 2" in log
-    report = json.loads((out / "forget_report.json").read_text())
-    assert report["tasks"][0]["classes"]["forget"] == ["blue_triangle", "cyan_ring"]
-    assert (out / "model_merged.pth").is_file()
+    run = RunDirectory(out)
+    assert run.read_history().tasks[0]["classes"]["forget"] == ["blue_triangle", "cyan_ring"]
+    assert run.merged_model() == out / "model_merged.pth"
+    assert run.adapters() == [out / "adapters" / "task_00"]
     assert (out / "adapters" / "task_00" / "adapter_model.safetensors").is_file()
