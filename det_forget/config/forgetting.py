@@ -108,8 +108,9 @@ def add_forget_node(cfg: CN) -> None:
     # Evaluate the model before forgetting (the baseline of Drop and H-Mean).
     # Read by: rcnn, detr (classification always evaluates before).
     cfg.FORGET.EVAL_BEFORE = True
-    # Instead of evaluating before, read the per-class AP of an earlier forget_report.json
-    # (or evaluator report) of the same model; "" evaluates (or not, per EVAL_BEFORE).
+    # Instead of evaluating before, read the per-class AP of an earlier evaluation of the
+    # same model on the same val set: the evaluator's report (inference/task_XX/
+    # forget_report.json of a run); "" evaluates (or not, per EVAL_BEFORE).
     # Read by: rcnn, detr.
     cfg.FORGET.BEFORE_REPORT = ""
 

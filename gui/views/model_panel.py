@@ -61,7 +61,7 @@ class ModelPanel(QWidget):
         )
         self.history.selectionModel().currentRowChanged.connect(self._on_row)
         self.open_run = QPushButton("Open run history…")
-        self.open_run.setToolTip("A run folder with forget_report.json or adapters/task_XX")
+        self.open_run.setToolTip("A run folder (history.json + adapters/) or one adapter folder")
         self.open_run.clicked.connect(self.open_run_requested)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
