@@ -9,7 +9,10 @@ loads the adapters of a continual run in task order, each on top of the earlier 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +26,8 @@ from ..utils.io import atomic_directory
 from .config import LoraConfig
 from .inject import inject_lora, lora_layers, merge_and_reset_adapters
 from .layer import LoraLinear
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ADAPTER_WEIGHTS_NAME",
@@ -38,7 +43,12 @@ __all__ = [
 
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
-FORMAT_VERSION = 1
+#: Version 2 records the sha256 of the weights file; version 1 (no checksum) still loads.
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+#: Largest adapter scaling ``alpha / r`` accepted on load. det_forget's configs use 1/8 to
+#: 1; a value far above that (e.g. a corrupted alpha) makes the model find nothing.
+MAX_SCALING = 64.0
 
 # Relative tolerance when comparing base-weight fingerprints: merging and unmerging an
 # adapter changes the weights by float rounding only, far below this.
@@ -117,8 +127,17 @@ def save_adapter(
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         save_file(lora_state_dict(model), str(tmp / ADAPTER_WEIGHTS_NAME))
+        doc["weights_sha256"] = _sha256(tmp / ADAPTER_WEIGHTS_NAME)
         (tmp / ADAPTER_CONFIG_NAME).write_text(json.dumps(doc, indent=2, sort_keys=True))
     return directory
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -126,13 +145,44 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / ADAPTER_CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"not an adapter folder: {path} does not exist")
-    doc = json.loads(path.read_text())
-    if doc.get("format_version") != FORMAT_VERSION:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AdapterMismatchError(f"{path} is not valid JSON (truncated or corrupt): {e}") from e
+    if not isinstance(doc, dict) or doc.get("format_version") not in _READABLE_VERSIONS:
+        version = doc.get("format_version") if isinstance(doc, dict) else None
         raise AdapterMismatchError(
-            f"{path}: adapter format_version {doc.get('format_version')!r}, "
-            f"this det_forget reads {FORMAT_VERSION}"
+            f"{path}: adapter format_version {version!r}, this det_forget reads "
+            f"{list(_READABLE_VERSIONS)}"
         )
+    for key, kind in (("lora_config", dict), ("layers", dict)):
+        if not isinstance(doc.get(key), kind):
+            raise AdapterMismatchError(f"{path}: {key!r} is missing or not a JSON object")
     return doc
+
+
+def _check_values(directory: Path, doc: dict[str, Any], config: LoraConfig) -> None:
+    """The weights file is the one the manifest was written with, and its values are sane."""
+    weights = directory / ADAPTER_WEIGHTS_NAME
+    expected = doc.get("weights_sha256")
+    if expected is None:
+        if doc["format_version"] >= 2:
+            raise AdapterMismatchError(f"{directory / ADAPTER_CONFIG_NAME} lacks weights_sha256")
+        logger.warning(
+            "%s: adapter of format 1 has no checksum; its weights are not verified", directory
+        )
+    elif _sha256(weights) != expected:
+        raise AdapterMismatchError(
+            f"{weights}: the file's sha256 differs from the one its adapter_config.json "
+            "recorded (corrupted or edited after it was saved)"
+        )
+    if not (math.isfinite(config.alpha) and config.alpha > 0):
+        raise AdapterMismatchError(f"{directory}: implausible LoRA alpha {config.alpha!r}")
+    if config.scaling > MAX_SCALING:
+        raise AdapterMismatchError(
+            f"{directory}: implausible LoRA scaling alpha / r = {config.scaling:g} "
+            f"(alpha {config.alpha:g}, rank {config.rank}); at most {MAX_SCALING:g} is accepted"
+        )
 
 
 def _close(a: float, b: float) -> bool:
@@ -165,11 +215,23 @@ def load_adapter(
     """
     directory = Path(directory)
     doc = read_adapter_config(directory)
-    config = LoraConfig.from_dict(doc["lora_config"])
+    try:
+        config = LoraConfig.from_dict(doc["lora_config"])
+    except (TypeError, ValueError) as e:
+        raise AdapterMismatchError(
+            f"{directory / ADAPTER_CONFIG_NAME}: bad lora_config: {e}"
+        ) from e
     weights_path = directory / ADAPTER_WEIGHTS_NAME
     if not weights_path.is_file():
         raise FileNotFoundError(f"adapter weights missing: {weights_path}")
-    tensors = load_file(str(weights_path))
+    _check_values(directory, doc, config)
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise AdapterMismatchError(f"{weights_path} is not a readable safetensors file: {e}") from e
+    bad = sorted(k for k, t in tensors.items() if not bool(torch.isfinite(t).all()))
+    if bad:
+        raise AdapterMismatchError(f"{weights_path}: non-finite values (NaN or inf) in {bad[:5]}")
     model_layers = dict(lora_layers(model))
     problems: list[str] = []
     for name, spec in doc["layers"].items():
@@ -177,6 +239,11 @@ def load_adapter(
         if layer is None:
             problems.append(f"layer {name!r}: in the adapter but the model has no adapter there")
             continue
+        if not _close(layer.scaling, config.scaling):
+            problems.append(
+                f"layer {name!r}: the model's adapter scaling {layer.scaling:g} differs from "
+                f"the file's alpha / r = {config.scaling:g}"
+            )
         if list(layer.parts) != spec["parts"]:
             problems.append(f"layer {name!r}: adapter parts {spec['parts']} vs model {layer.parts}")
             continue

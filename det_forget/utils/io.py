@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_directory", "atomic_torch_save"]
+__all__ = ["atomic_write", "atomic_directory", "atomic_torch_save", "remove_stale_temporaries"]
 
 
 def _umask() -> int:
@@ -87,6 +87,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _default_mode(tmp, 0o777)
+    # Writers used inside (safetensors' save_file) may create private 0600 files.
+    for entry in tmp.rglob("*"):
+        _default_mode(entry, 0o777 if entry.is_dir() else 0o666)
     backup = None
     if path.exists():
         backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
@@ -95,3 +98,27 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, path)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove what killed atomic writes left in ``folder`` (and its sub-folders).
+
+    Only names these helpers create are touched: ``.<name>.<random>.tmp`` files and
+    folders, and ``.<name>.<random>.old`` folders of an interrupted directory swap.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.rglob(".*.*.tmp")) + sorted(folder.rglob(".*.*.old")):
+        if not entry.exists():
+            continue  # inside a folder removed already
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
