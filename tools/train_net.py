@@ -36,6 +36,10 @@ def setup(args):
         from det_forget.engine import finalize_forget_config
 
         finalize_forget_config(cfg)
+        if args.resume and not args.eval_only:
+            from det_forget.engine.forget_trainer import check_resume
+
+            check_resume(cfg)  # before default_setup rewrites the run's config.yaml
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="det_forget")

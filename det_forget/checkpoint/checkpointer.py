@@ -54,6 +54,34 @@ class ForgetCheckpointer(DetectionCheckpointer):
         atomic_torch_save(data, path)
         self.tag_last_checkpoint(basename)
 
+    def get_checkpoint_file(self) -> str:
+        """The checkpoint ``last_checkpoint`` names, which must be a file of ``save_dir``.
+
+        detectron2 joins whatever the text file says onto the folder, so an absolute path
+        or ``../elsewhere/x.pkl`` would be loaded by ``--resume``; a run only resumes from
+        its own checkpoints.
+
+        Raises:
+            ValueError: ``last_checkpoint`` names something outside ``save_dir``, or a
+                file that does not exist.
+        """
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with open(tag, encoding="utf-8") as f:
+                name = f.read().strip()
+        except OSError:
+            return ""
+        path = os.path.join(self.save_dir, name)
+        inside = os.path.dirname(os.path.realpath(path)) == os.path.realpath(self.save_dir)
+        if not name or os.path.isabs(name) or os.path.basename(name) != name or not inside:
+            raise ValueError(
+                f"{tag} names {name!r}; --resume only loads a checkpoint file of the run "
+                f"folder itself (e.g. model_final.pth). Fix or delete {tag}"
+            )
+        if not os.path.isfile(path):
+            raise ValueError(f"{tag} names {name!r}, which is not a file in {self.save_dir}")
+        return path
+
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         with atomic_write(os.path.join(self.save_dir, "last_checkpoint")) as f:
             f.write(last_filename_basename)

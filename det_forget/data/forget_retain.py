@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..forgetting.tasks import resolve_classes
+from .checks import load_dataset
 
 __all__ = [
     "MISSING_POLICIES",
@@ -423,7 +424,7 @@ def build_forget_retain_split(
         ValueError: bad or overlapping classes, datasets with different classes, or an empty
             forget or retain view.
     """
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import MetadataCatalog
 
     names = (dataset_names,) if isinstance(dataset_names, str) else tuple(dataset_names)
     if not names:
@@ -435,7 +436,7 @@ def build_forget_retain_split(
     thing_classes = None
     dicts: DatasetDicts = []
     for name in names:
-        loaded = DatasetCatalog.get(name)  # also fills the metadata of COCO-json datasets
+        loaded = load_dataset(name)  # also fills the metadata of COCO-json datasets
         classes = MetadataCatalog.get(name).get("thing_classes")
         if classes is None:
             raise ValueError(f"dataset {name!r} has no thing_classes metadata")

@@ -14,6 +14,7 @@ import torch
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
 
+from ..data.checks import check_images, load_dataset
 from ..data.forget_retain import ForgetRetainSplit, build_forget_retain_split
 from ..forgetting import ForgetTask
 
@@ -27,9 +28,7 @@ def thing_classes_of(cfg) -> list[str]:
     name = cfg.DATASETS.TRAIN[0]
     classes = MetadataCatalog.get(name).get("thing_classes", None)
     if not classes:
-        from detectron2.data import DatasetCatalog
-
-        DatasetCatalog.get(name)  # loading a COCO json fills thing_classes
+        load_dataset(name)  # loading a COCO json fills thing_classes
         classes = MetadataCatalog.get(name).thing_classes
     return list(classes)
 
@@ -73,6 +72,11 @@ class TaskDataLoader:
             shots=f.SHOTS,
             seed=f.DATA_SEED,
         )
+        # Every image this task will sample, checked now rather than when a worker draws it.
+        used = (self.split.forget_dicts if self.use_forget else []) + (
+            self.split.retain_dicts if self.use_retain else []
+        )
+        check_images(used, len(self.split.thing_classes), ", ".join(self.cfg.DATASETS.TRAIN))
         mapper = DatasetMapper(self.cfg, is_train=True)
         self._loaders = {}
         for offset, (side, dicts, wanted) in enumerate(

@@ -44,13 +44,14 @@ from ..forgetting import (
     task_type_of,
     tasks_from_config,
 )
+from ..forgetting.request import check_resume_request, run_request, write_request
 from ..forgetting.schedule import lr_factor
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, remove_stale_temporaries
 from .base_trainer import DetectionTrainer
 from .forget_data import TaskDataLoader, thing_classes_of
 from .inference import detector_config, save_merged_checkpoint
 
-__all__ = ["ForgetTrainer", "ForgetTaskHook", "finalize_forget_config"]
+__all__ = ["ForgetTrainer", "ForgetTaskHook", "check_resume", "finalize_forget_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,21 @@ def finalize_forget_config(cfg) -> None:
     cfg.SOLVER.MAX_ITER = len(tasks) * cfg.FORGET.MAX_ITER
     if cfg.FORGET.MAX_ITER <= 0:
         raise ValueError(f"FORGET.MAX_ITER must be positive, got {cfg.FORGET.MAX_ITER}")
+
+
+def check_resume(cfg) -> None:
+    """Before anything is written: ``--resume`` into a run folder with checkpoints must ask
+    for what that run was started with (``request.json``).
+
+    Raises:
+        RunRequestMismatchError: the config asks for something else (names each
+            difference).
+    """
+    if not os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        return
+    classes = thing_classes_of(cfg)
+    tasks = tasks_from_config(cfg, classes, cfg.DATASETS.TRAIN[0])
+    check_resume_request(cfg.OUTPUT_DIR, run_request(cfg, tasks, classes, cfg.MODEL.WEIGHTS))
 
 
 def _unwrap(model):
@@ -110,10 +126,22 @@ class ForgetTaskHook(HookBase):
 
     def before_train(self) -> None:
         start = self.trainer.start_iter
-        index = self.task_of(start)
         if self.before is None or start == 0:
             self.before = self._initial_before()
-        self._start_task(index, skip_batches=start - index * self.per_task)
+        trained = min(start // self.per_task, len(self.tasks))
+        if len(self.history) < trained:
+            # Resumed from the checkpoint written when a task's steps were done but before
+            # its outputs (the run stopped while writing them): finish that task now.
+            pending = len(self.history)
+            logger.info("Finishing task %d, whose outputs were not written", pending)
+            self.data.set_task(self.tasks[pending], seed=self.seed)
+            self._finish_task(pending)
+            self.trainer.checkpointer.save(self._boundary_checkpoint(pending))
+            if trained == len(self.tasks):
+                return
+        index = self.task_of(start)
+        if self.current != index:
+            self._start_task(index, skip_batches=start - index * self.per_task)
 
     def _initial_before(self) -> Any:
         if self.cfg.FORGET.BEFORE_REPORT:
@@ -137,33 +165,50 @@ class ForgetTaskHook(HookBase):
         torch.manual_seed(self.seed * 1_000_003 + self.trainer.iter + comm.get_rank())
         _unwrap(self.trainer.model).step = self.trainer.iter - self.current * self.per_task
 
+    def _boundary_checkpoint(self, index: int) -> str:
+        return "model_final" if index + 1 == len(self.tasks) else f"model_task{index:02d}_trained"
+
     def after_step(self) -> None:
         it = self.trainer.iter + 1
         if it % self.per_task or it // self.per_task > len(self.tasks):
             return
         index = it // self.per_task - 1
+        # The trained state goes to disk before anything that can fail on other paths (the
+        # adapter folder, the history): a failure there loses no training, --resume
+        # finishes the task (see before_train).
+        self.trainer.checkpointer.save(self._boundary_checkpoint(index))
+        self._finish_task(index)
+        comm.synchronize()
+
+    def _finish_task(self, index: int) -> None:
+        """Evaluate task ``index``, hand it to the runner (outputs, merge), start the next."""
         task = self.tasks[index]
         results, after = self.trainer.evaluate_task(task, before=self.before)
         split = self.data.split
-        self.runner.end_task(
-            task,
-            before=None if self.before is None else _score(self.before, "AP"),
-            after=_score(after, "AP"),
-            train={"iterations": [index * self.per_task, it]},
-            details={
-                "AP50_before": None if self.before is None else _score(self.before, "AP50"),
-                "AP50_after": _score(after, "AP50"),
-                "results": results,
-                "data_used": split.stats() if split is not None else None,
-            },
-            main_process=comm.is_main_process(),
-        )
+        try:
+            self.runner.end_task(
+                task,
+                before=None if self.before is None else _score(self.before, "AP"),
+                after=_score(after, "AP"),
+                train={"iterations": [index * self.per_task, (index + 1) * self.per_task]},
+                details={
+                    "AP50_before": None if self.before is None else _score(self.before, "AP50"),
+                    "AP50_after": _score(after, "AP50"),
+                    "results": results,
+                    "data_used": split.stats() if split is not None else None,
+                },
+                main_process=comm.is_main_process(),
+            )
+        except OSError as e:
+            raise OSError(
+                f"could not write the outputs of task {index} into {self.cfg.OUTPUT_DIR}: {e}. "
+                f"The trained model is saved ({self._boundary_checkpoint(index)}.pth); fix the "
+                "cause and run the same command with --resume to finish"
+            ) from e
         if index + 1 < len(self.tasks):
             self.trainer.optimizer.state.clear()
             self.before = after
             self._start_task(index + 1)
-            self.trainer.checkpointer.save(f"model_task{index:02d}_done")
-        comm.synchronize()
 
 
 class ForgetTrainer(DetectionTrainer):
@@ -180,6 +225,24 @@ class ForgetTrainer(DetectionTrainer):
         )
         self.run_dir = RunDirectory(cfg.OUTPUT_DIR)
         super().__init__(cfg)
+
+    def run_request(self) -> dict[str, Any]:
+        """What this run is asked to do (:func:`~det_forget.forgetting.request.run_request`)."""
+        return run_request(self.cfg, self.tasks, self.thing_classes, self.cfg.MODEL.WEIGHTS)
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """detectron2's ``resume_or_load``, continuing only the run this config describes.
+
+        Resuming a run folder that has checkpoints requires the same request the run was
+        started with (``request.json``); otherwise the run starts from ``MODEL.WEIGHTS``
+        and records its request first.
+        """
+        if resume and self.checkpointer.has_checkpoint():
+            check_resume_request(self.cfg.OUTPUT_DIR, self.run_request())
+        elif comm.is_main_process():
+            remove_stale_temporaries(self.cfg.OUTPUT_DIR)
+            write_request(self.cfg.OUTPUT_DIR, self.run_request())
+        super().resume_or_load(resume=resume)
 
     def build_train_loader(self, cfg):  # noqa: D102  (instance method: needs the tasks)
         return self.task_data
@@ -298,7 +361,14 @@ class ForgetTrainer(DetectionTrainer):
         if comm.is_main_process():
             self.log_history()
             if self.cfg.FORGET.SAVE_MERGED:
-                self.save_merged()
+                try:
+                    self.save_merged()
+                except OSError as e:
+                    raise OSError(
+                        f"could not write the merged model into {self.cfg.OUTPUT_DIR}: {e}. "
+                        "The adapters, history.json and model_final.pth are complete; fix "
+                        "the cause and run the same command with --resume to write it"
+                    ) from e
         return self.task_hook.history
 
     def log_history(self) -> None:
@@ -306,7 +376,7 @@ class ForgetTrainer(DetectionTrainer):
         rows = []
         for rec in self.task_hook.history:
             s = rec.get("summary") or {}
-            b, a = s.get("before", {}), s.get("after", {})
+            b, a = s.get("before") or {}, s.get("after") or {}
             rows.append(
                 [
                     rec["task"]["index"],

@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from ..evaluation.metrics import forgetting_summary
+from ..evaluation.metrics import aggregate_by_group, forgetting_summary
 from ..lora import lora_layers, merge_and_reset_adapters, save_adapter
 from .methods import ForgetMethod
 from .run_dir import RunDirectory, RunHistory
@@ -130,9 +130,18 @@ class TaskRunner:
         """
         groups = task.groups()
         named = type(groups)(**{g: self.names(v) for g, v in groups.as_dict().items()})
-        summary = None
         if before is not None:
             summary = forgetting_summary(_defined(before), _defined(after), named)
+        else:
+            # Not evaluated before (e.g. FORGET.EVAL_BEFORE False): the after numbers by
+            # group still stand; Drop and H-Mean need a before.
+            summary = {
+                "before": None,
+                "after": aggregate_by_group(_defined(after), named),
+                "drop": None,
+                "h_mean": None,
+                "retain_change": None,
+            }
         adapter = None
         has_adapters = any(True for _ in lora_layers(self.model))
         if self.run_dir is not None and has_adapters:
