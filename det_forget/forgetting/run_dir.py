@@ -4,6 +4,8 @@ A forgetting run (detection, classification or face; one task or a continual seq
 leaves in its ``OUTPUT_DIR``::
 
     config.yaml              the full config of the run
+    request.json             what the run was asked (detection: written at its start;
+                             --resume must ask the same, see forgetting/request.py)
     history.json             the run: method, task type, classes, one record per task
     adapters/task_00/        adapter_model.safetensors + adapter_config.json (manifest)
     adapters/task_01/ ...    one per task, each trained on the model with the earlier
