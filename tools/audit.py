@@ -22,7 +22,8 @@ converts them.
 Prints a table and writes the JSON report (``--output``; default ``audit.json`` in the
 forgotten run's folder, where the app finds it). Trailing ``KEY VALUE`` pairs override
 config keys. The exit status is 0 whether or not the check passes (read
-``within_tolerance`` in the JSON); it is 2 for bad arguments or files.
+``within_tolerance`` in the JSON); it is 2 for bad arguments or files, printed as one
+``error:`` line (``--debug``: with the traceback).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 
 import det_forget  # noqa: E402,F401  (registers the detectron2 components and datasets)
 from det_forget.audit import AUDIT_FILE_NAME, AuditReport, audit_classifier, audit_detector  # noqa: E402
+from det_forget.errors import run_tool  # noqa: E402
 from det_forget.forgetting import RunDirectory, resolve_classes, tasks_from_config  # noqa: E402
 
 logger = logging.getLogger("det_forget.tools.audit")
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--note",
         default="",
         help="free text stored in the report (e.g. how the models were made)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of user errors too"
     )
     parser.add_argument(
         "opts",
@@ -296,18 +301,20 @@ def run_detection(args: argparse.Namespace) -> AuditReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (2: a user error, printed as one
+    ``error:`` line; see :func:`det_forget.errors.run_tool`)."""
+    return run_tool(audit, argv)
+
+
+def audit(argv: list[str]) -> int:
+    """Run the audit the command line ``argv`` asks for (errors propagate)."""
     args = build_parser().parse_args(argv)
     from detectron2.utils.logger import setup_logger
 
     setup_logger(name="det_forget", abbrev_name="df")
-    try:
-        output = default_output(args)
-        report = run_classification(args) if args.task == "classification" else run_detection(args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        logger.error("audit failed: %s", e)
-        return 2
-    argv_list = sys.argv[1:] if argv is None else list(argv)
+    output = default_output(args)
+    report = run_classification(args) if args.task == "classification" else run_detection(args)
+    argv_list = list(argv)
     report.command = "tools/audit.py " + shlex.join(argv_list)
     if args.note:
         report.data["note"] = args.note

@@ -39,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from det_forget.errors import run_tool  # noqa: E402
 from det_forget.forgetting import ForgetTask, RunDirectory, RunHistory, config_hash  # noqa: E402
 from det_forget.lora import read_adapter_config  # noqa: E402
 from det_forget.lora.save_and_load import ADAPTER_CONFIG_NAME  # noqa: E402
@@ -394,4 +395,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

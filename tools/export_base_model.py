@@ -21,17 +21,22 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from det_forget.checkpoint.safe_load import load_weights_file  # noqa: E402
+from det_forget.errors import UnfitFileError, run_tool  # noqa: E402
 from det_forget.utils.io import atomic_torch_save, atomic_write  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="detectron2 checkpoint (model_final.pth)")
     parser.add_argument("--config", required=True, help="config the model was trained with")
     parser.add_argument("--out", required=True, help="output .pth")
     parser.add_argument("--ap", type=float, default=None, help="measured val AP to record")
-    args = parser.parse_args()
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    args = parser.parse_args(argv)
+    state = load_weights_file(args.checkpoint)  # no code from the file runs
+    if not isinstance(state, dict):
+        raise UnfitFileError(f"{args.checkpoint} holds a {type(state).__name__}, not weights")
     model = state["model"] if "model" in state else state
     half = {k: v.half() if torch.is_floating_point(v) else v for k, v in model.items()}
     atomic_torch_save({"model": half, "__author__": "det_forget"}, args.out)
@@ -49,7 +54,8 @@ def main() -> None:
     with atomic_write(os.path.splitext(args.out)[0] + ".json") as f:
         json.dump(card, f, indent=2)
     print(json.dumps(card, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

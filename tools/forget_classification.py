@@ -12,7 +12,10 @@ Writes the run directory of every task type (:mod:`det_forget.forgetting.run_dir
 Acc_o, Acc_m, Drop, H-Mean, and the run summary with trainable share and wall time),
 ``config.yaml``, ``adapters/task_XX/`` (LoRA methods) and, with ``FORGET.SAVE_MERGED``,
 ``model_merged.safetensors``. Files are written when a task finishes: a run that fails in
-its first task (e.g. a NaN loss) leaves an earlier run's results as they were.
+its first task (e.g. a NaN loss) leaves an earlier run's results as they were. An
+``OUTPUT_DIR`` that holds a finished run is refused before anything is written (choose
+another, or set ``FORGET.OVERWRITE True`` to replace it). User errors print one
+``error:`` line and exit with status 2 (``--debug``: with the traceback).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from det_forget.classification.evaluate import embed, verification_report
 from det_forget.classification.face import FaceRecognizer
 from det_forget.classification.model import build_classifier, load_classifier
 from det_forget.classification.trainer import ClassificationForgetter, summarize_run
+from det_forget.errors import run_tool
 from det_forget.forgetting import RunDirectory, tasks_from_config
 
 logger = logging.getLogger("det_forget.tools.forget_classification")
@@ -71,6 +75,8 @@ def run(cfg, write: bool = True) -> dict:
     Returns:
         ``{"summary": ..., "result": ...}``.
     """
+    if write:
+        RunDirectory(cfg.OUTPUT_DIR).check_new_run(overwrite=cfg.FORGET.OVERWRITE)
     torch.manual_seed(cfg.SEED)
     data = load_splits(cfg)
     model, meta = load_classifier(resolve_weights_path(cfg.CLS.WEIGHTS), expected_arch(cfg))
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
+    # Before log.txt is opened: a finished run there stays as it is.
+    RunDirectory(cfg.OUTPUT_DIR).check_new_run(overwrite=cfg.FORGET.OVERWRITE)
     setup_logging(cfg.OUTPUT_DIR)
     try:
         run(cfg)
@@ -130,4 +138,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -14,7 +14,9 @@ from typing import Any
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..errors import UnfitFileError
 from ..utils.io import atomic_torch_save, atomic_write
+from .safe_load import load_pickle_weights, load_safetensors_weights, load_torch_weights
 
 __all__ = ["CheckpointMismatchError", "ForgetCheckpointer"]
 
@@ -22,7 +24,7 @@ __all__ = ["CheckpointMismatchError", "ForgetCheckpointer"]
 _ADDED_KEY_MARKERS = (".lora_A.", ".lora_B.")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UnfitFileError):
     """A checkpoint does not fit the model (wrong architecture, sizes or classes)."""
 
 
@@ -85,6 +87,50 @@ class ForgetCheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         with atomic_write(os.path.join(self.save_dir, "last_checkpoint")) as f:
             f.write(last_filename_basename)
+
+    def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """As ``DetectionCheckpointer.load``; a local path that is not a file is an error
+        that names it (fvcore only asserts)."""
+        local = (path or "").split("?")[0]
+        if local and "://" not in local and not os.path.isfile(local):
+            raise FileNotFoundError(f"checkpoint not found: {local} (MODEL.WEIGHTS)")
+        return super().load(path, *args, **kwargs)
+
+    def _load_file(self, filename: str) -> dict[str, Any]:
+        """detectron2's formats, read without running code from the file.
+
+        ``.pkl`` goes through :func:`~.safe_load.load_pickle_weights` and is then treated as
+        detectron2 treats it (model-zoo files keep their ``__author__``; Caffe2 / Detectron
+        files get ``matching_heuristics``); ``.pth`` and ``.pyth`` through
+        ``torch.load(weights_only=True)``; ``.safetensors`` holds the model's tensors.
+        """
+        if filename.endswith(".pkl"):
+            data = load_pickle_weights(filename)
+            if not isinstance(data, dict):
+                raise UnfitFileError(f"{filename} holds a {type(data).__name__}, not a dict")
+            if "model" in data and "__author__" in data:
+                self.logger.info("Reading a file from '%s'", data["__author__"])
+                return data
+            if "blobs" in data:  # Caffe2 / Detectron1 detection models
+                data = data["blobs"]
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth"):  # pycls
+            data = load_torch_weights(filename)
+            if not isinstance(data, dict) or "model_state" not in data:
+                raise UnfitFileError(f"{filename}: pycls checkpoints must contain 'model_state'")
+            state = data["model_state"]
+            state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        if filename.endswith(".safetensors"):
+            return {"model": load_safetensors_weights(filename)}
+        loaded = super()._load_file(filename)
+        if not isinstance(loaded, dict):
+            raise UnfitFileError(f"{filename} holds a {type(loaded).__name__}, not a checkpoint")
+        return loaded
+
+    def _torch_load(self, f: str) -> Any:
+        return load_torch_weights(f)
 
     def _load_model(self, checkpoint: Any):
         if self.strict:

@@ -15,6 +15,9 @@ import torch
 from fvcore.common.config import CfgNode as CN
 
 from ..config import check_ignored_keys
+from ..config.overrides import check_overrides
+from ..errors import ConfigValueError
+from ..forgetting.methods import check_method, task_type_of
 from .config import get_classification_cfg
 
 __all__ = ["build_argument_parser", "setup_cfg", "setup_logging"]
@@ -31,6 +34,9 @@ def build_argument_parser(description: str) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to a yaml config")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of user errors too"
+    )
     parser.add_argument(
         "opts",
         default=None,
@@ -62,8 +68,14 @@ def setup_cfg(config_file: str = "", opts: list[str] | None = None, freeze: bool
             raise FileNotFoundError(f"config file {config_file} does not exist")
         cfg.merge_from_file(config_file)
     if opts:
-        cfg.merge_from_list(list(opts))
+        check_overrides(opts)
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, ValueError, AssertionError) as e:  # unknown key, wrong type
+            reason = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise ConfigValueError(f"bad KEY VALUE override: {reason}") from e
     check_ignored_keys(cfg)
+    check_method(cfg.FORGET.METHOD, task_type_of(cfg))  # before any data is read
     if cfg.CLS.NUM_THREADS > 0:
         torch.set_num_threads(cfg.CLS.NUM_THREADS)
     if freeze:

@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from detectron2.config import configurable
 from fvcore.common.registry import Registry
-from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from ..checkpoint.safe_load import load_safetensors_weights
+from ..errors import UnfitFileError
 from ..utils.io import atomic_write
 
 __all__ = [
@@ -224,7 +225,13 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"classifier checkpoint {path} does not exist")
     if not info.is_file():
         raise FileNotFoundError(f"{info} (architecture of {path.name}) does not exist")
-    return json.loads(info.read_text())
+    try:
+        doc = json.loads(info.read_text())
+    except ValueError as e:  # truncated or not JSON
+        raise UnfitFileError(f"{info} (architecture of {path.name}) is not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("arch"), dict):
+        raise UnfitFileError(f"{info} has no 'arch' object describing {path.name}")
+    return doc
 
 
 def load_classifier(
@@ -253,9 +260,17 @@ def load_classifier(
                 f"checkpoint {path} does not fit the requested model: "
                 + ", ".join(f"{k}: config {a!r} vs checkpoint {b!r}" for k, (a, b) in diff.items())
             )
-    name = arch.pop("name")
-    model = CLASSIFIER_REGISTRY.get(name)(**arch)
-    state = load_file(str(path))
+    name = arch.pop("name", None)
+    if name not in CLASSIFIER_REGISTRY:
+        raise UnfitFileError(
+            f"{path}: architecture {name!r} is not a registered classifier "
+            f"({sorted(k for k, _ in CLASSIFIER_REGISTRY)})"
+        )
+    try:
+        model = CLASSIFIER_REGISTRY.get(name)(**arch)
+    except TypeError as e:  # unknown or missing architecture keys
+        raise UnfitFileError(f"{path}: its architecture does not build a {name}: {e}") from e
+    state = load_safetensors_weights(path)
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in state]
     problems += [f"unexpected {k}" for k in state if k not in own]

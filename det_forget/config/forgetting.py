@@ -79,6 +79,11 @@ def add_forget_node(cfg: CN) -> None:
     # Also write the model with every adapter merged into its weights at the end
     # (a plain checkpoint of the original architecture).
     cfg.FORGET.SAVE_MERGED = True
+    # A new run into an OUTPUT_DIR that holds a finished run (history.json with finished
+    # tasks, an adapter or a merged model) is refused before anything is written, since
+    # the adapters are the record of what was forgotten. True: remove that run's outputs
+    # and start anew (detection can also continue it with --resume).
+    cfg.FORGET.OVERWRITE = False
     # The optimizer: "AdamW", "Adam" or "SGD" (case-insensitive), over the trainable
     # parameters (adapters, or the full weights for full-weight methods). Its learning
     # rate and weight decay are SOLVER.BASE_LR / SOLVER.WEIGHT_DECAY in detection

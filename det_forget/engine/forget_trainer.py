@@ -235,11 +235,20 @@ class ForgetTrainer(DetectionTrainer):
 
         Resuming a run folder that has checkpoints requires the same request the run was
         started with (``request.json``); otherwise the run starts from ``MODEL.WEIGHTS``
-        and records its request first.
+        and records its request first, and an ``OUTPUT_DIR`` holding a finished run is
+        refused (see :meth:`~det_forget.forgetting.RunDirectory.check_new_run`).
         """
         if resume and self.checkpointer.has_checkpoint():
             check_resume_request(self.cfg.OUTPUT_DIR, self.run_request())
-        elif comm.is_main_process():
+            super().resume_or_load(resume=resume)
+            return
+        # A new run: never over a finished one unless FORGET.OVERWRITE says so.
+        self.run_dir.check_new_run(
+            overwrite=self.cfg.FORGET.OVERWRITE,
+            can_resume=True,
+            main_process=comm.is_main_process(),
+        )
+        if comm.is_main_process():
             remove_stale_temporaries(self.cfg.OUTPUT_DIR)
             write_request(self.cfg.OUTPUT_DIR, self.run_request())
         super().resume_or_load(resume=resume)

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..errors import ConfigValueError, UnknownNameError
+
 __all__ = [
     "TASK_TYPES",
     "ADAPTER_PLACES",
@@ -43,7 +45,7 @@ _ALL = frozenset(TASK_TYPES)
 _DETECTION = frozenset(("rcnn", "detr"))
 
 
-class MethodNotSupportedError(ValueError):
+class MethodNotSupportedError(ConfigValueError):
     """A method asked of a task type that cannot run it; the message lists the valid ones."""
 
 
@@ -237,18 +239,18 @@ def get_method(name: str) -> ForgetMethod:
     """The registry entry of ``name``.
 
     Raises:
-        ValueError: ``name`` is not a method (the message lists the methods).
+        UnknownNameError: ``name`` is not a method (the message lists the methods).
     """
     method = METHODS.get(name)
     if method is None:
-        raise ValueError(f"unknown FORGET.METHOD {name!r}; valid methods: {list(METHODS)}")
+        raise UnknownNameError(f"unknown FORGET.METHOD {name!r}; valid methods: {list(METHODS)}")
     return method
 
 
 def methods_for(task_type: str) -> list[ForgetMethod]:
     """The methods ``task_type`` runs, in menu order."""
     if task_type not in TASK_TYPES:
-        raise ValueError(f"unknown task type {task_type!r}; valid: {TASK_TYPES}")
+        raise UnknownNameError(f"unknown task type {task_type!r}; valid: {TASK_TYPES}")
     return [m for m in METHODS.values() if m.supports(task_type)]
 
 

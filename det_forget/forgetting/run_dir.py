@@ -26,12 +26,15 @@ naming ``tools/convert_run.py``, which rewrites them in place.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputDirError, UserError
 from ..utils.io import atomic_write
 
 __all__ = [
@@ -53,7 +56,7 @@ MERGED_CONFIG_FILE = "merged_config.yaml"
 _MERGED_SUFFIXES = (".pth", ".safetensors")
 
 
-class LegacyRunError(ValueError):
+class LegacyRunError(UserError):
     """A run folder of an earlier det_forget layout; the message says how to convert it."""
 
 
@@ -181,6 +184,75 @@ class RunDirectory:
             "train": dict(train or {}),
             "details": dict(details or {}),
         }
+
+    # ------------------------------------------------------------------ starting
+    def finished_outputs(self) -> list[Path]:
+        """What a finished run left here: ``history.json`` with finished tasks, adapter
+        folders, the merged model (empty: nothing a new run could destroy)."""
+        found: list[Path] = []
+        try:
+            doc = json.loads(self.history_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("tasks"):
+            found.append(self.history_path)
+        adapters = self.path / ADAPTERS_DIR
+        if adapters.is_dir():
+            found += sorted(p for p in adapters.iterdir() if (p / "adapter_config.json").is_file())
+        found += [p for s in _MERGED_SUFFIXES if (p := self.merged_model_path(s)).is_file()]
+        return found
+
+    def check_new_run(
+        self, *, overwrite: bool, can_resume: bool = False, main_process: bool = True
+    ) -> None:
+        """Before a new (not resumed) run writes anything into this folder.
+
+        The folder must be a writable folder (or not exist yet, under a writable one). A
+        finished run in it is never replaced silently: without ``overwrite`` the new run
+        is refused; with it, the finished run's outputs (history, adapters, merged model)
+        are removed first, so the folder never mixes two runs.
+
+        Args:
+            overwrite: ``FORGET.OVERWRITE``.
+            can_resume: the tool has ``--resume`` (named in the message).
+            main_process: remove files (other processes of a distributed run only check).
+
+        Raises:
+            OutputDirError: the folder is a file or not writable, or holds a finished run
+                and ``overwrite`` is off (the message names the options).
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputDirError(f"OUTPUT_DIR {self.path} is a file, not a folder")
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputDirError(f"OUTPUT_DIR {self.path}: {existing} is not a writable folder")
+        finished = self.finished_outputs()
+        if not finished:
+            return
+        if not overwrite:
+            names = ", ".join(str(p.relative_to(self.path)) for p in finished[:4])
+            options = ["--resume to continue it"] if can_resume else []
+            options += ["another OUTPUT_DIR", "FORGET.OVERWRITE True to replace it"]
+            raise OutputDirError(
+                f"OUTPUT_DIR {self.path} holds a finished run ({names}); a new run would "
+                f"overwrite it. Use {', '.join(options[:-1])} or {options[-1]}"
+            )
+        if main_process:
+            logging.getLogger(__name__).warning(
+                "FORGET.OVERWRITE: removing the finished run in %s", self.path
+            )
+            for path in [
+                self.history_path,
+                self.path / ADAPTERS_DIR,
+                self.merged_config_path,
+                *(self.merged_model_path(s) for s in _MERGED_SUFFIXES),
+            ]:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.is_file():
+                    path.unlink()
 
     # ------------------------------------------------------------------ reading
     def is_run(self) -> bool:

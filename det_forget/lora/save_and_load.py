@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import UnfitFileError
 from ..utils.io import atomic_directory
 from .config import LoraConfig
 from .inject import inject_lora, lora_layers, merge_and_reset_adapters
@@ -55,7 +56,7 @@ MAX_SCALING = 64.0
 _FINGERPRINT_RTOL = 1e-4
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(UnfitFileError):
     """An adapter does not fit the model it is loaded into; the message lists each layer."""
 
 

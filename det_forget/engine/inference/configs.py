@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from ...config import num_classes_of
+from ...config.overrides import check_overrides
+from ...errors import ConfigValueError
 
 __all__ = ["build_config", "class_names_of", "detector_config", "forgetting_config"]
 
@@ -35,7 +37,9 @@ def build_config(config_file: str | os.PathLike, opts: Sequence[Any] = ()) -> An
 
     Raises:
         FileNotFoundError: ``config_file`` does not exist.
-        ValueError: the file is not a config this detectron2 reads (the message says why).
+        ConfigValueError: the file is not a config this detectron2 reads, or an override
+            names an unknown key, has a value of the wrong type or is a misplaced flag
+            (the message says which).
     """
     from detectron2.config import get_cfg
 
@@ -46,14 +50,22 @@ def build_config(config_file: str | os.PathLike, opts: Sequence[Any] = ()) -> An
         raise FileNotFoundError(f"config file not found: {path}")
     cfg = get_cfg()
     add_forget_config(cfg)
+    check_overrides(opts)
     try:
         cfg.merge_from_file(str(path))
-        cfg.merge_from_list(list(opts))
     except Exception as e:  # yaml, yacs and key errors all mean "not a usable config"
-        raise ValueError(f"{path} is not a detectron2/det_forget config: {e}") from e
+        raise ConfigValueError(f"{path} is not a detectron2/det_forget config: {_reason(e)}") from e
+    try:
+        cfg.merge_from_list(list(opts))
+    except Exception as e:  # unknown key, or a value of the wrong type
+        raise ConfigValueError(f"bad KEY VALUE override: {_reason(e)}") from e
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     return cfg
+
+
+def _reason(e: Exception) -> str:
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def forgetting_config(cfg: Any) -> Any:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...checkpoint import CheckpointMismatchError, ForgetCheckpointer
+from ...errors import UnfitFileError, UserError
 from ...lora import load_adapter_sequence, lora_layers
 from .configs import class_names_of, detector_config
 
@@ -96,7 +97,9 @@ def load_detector(
         FileNotFoundError: the checkpoint or an adapter folder does not exist.
         CheckpointMismatchError: the checkpoint belongs to another architecture.
         AdapterMismatchError: an adapter was trained for another model.
-        ValueError: the checkpoint is not a readable checkpoint.
+        UnsafeFileError: the checkpoint holds Python objects beyond weights (loading it
+            could run code; nothing of it is loaded).
+        UnfitFileError: the checkpoint is not a readable checkpoint.
     """
     from detectron2.modeling import build_model
 
@@ -115,8 +118,10 @@ def load_detector(
         ForgetCheckpointer(model, strict=True).load(path)
     except CheckpointMismatchError as e:
         raise CheckpointMismatchError(f"{path}: {e}") from e
-    except Exception as e:  # pickle/zip errors: not a checkpoint at all
-        raise ValueError(f"cannot read {path} as a checkpoint: {type(e).__name__}: {e}") from e
+    except UserError:  # unsafe, truncated or corrupt: the message names the file
+        raise
+    except Exception as e:  # other pickle/zip errors: not a checkpoint at all
+        raise UnfitFileError(f"cannot read {path} as a checkpoint: {type(e).__name__}: {e}") from e
     adapter_dirs = [str(a) for a in adapters]
     docs = load_adapter_sequence(model, adapter_dirs, device=dcfg.MODEL.DEVICE)
     model.eval()

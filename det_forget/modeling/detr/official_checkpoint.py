@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 from collections.abc import Sequence
 
 import torch
+
+from ...checkpoint.safe_load import load_torch_weights
+from ...errors import UnfitFileError
 
 __all__ = ["load_official_checkpoint", "convert_official_detr", "coco_thing_ids"]
 
@@ -44,23 +46,20 @@ def load_official_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Te
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file holds objects other than tensors, containers and an
-            ``argparse.Namespace``, or has no ``model`` state dict.
+        UnsafeFileError: the file holds objects other than tensors, containers, numpy
+            arrays and an ``argparse.Namespace`` (nothing of it is loaded).
+        UnfitFileError: the file is truncated or corrupt, or has no ``model`` state dict.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path} holds objects det_forget will not unpickle (only tensors and "
-            f"argparse.Namespace are allowed): {e}"
-        ) from e
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = load_torch_weights(path)
     state = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         found = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not an official DETR checkpoint: no 'model' dict ({found})")
+        raise UnfitFileError(
+            f"{path} is not an official DETR checkpoint: no 'model' dict ({found})"
+        )
     return state
 
 
