@@ -53,9 +53,25 @@ def setup(args):
                 overwrite=cfg.FORGET.OVERWRITE, can_resume=True, main_process=comm.is_main_process()
             )
     cfg.freeze()
+    args.created_output_dir = not os.path.exists(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="det_forget")
     return cfg
+
+
+# What setup and a run's first moments write; a folder holding only these is removed when
+# the run it was created for stops on a user error.
+_SETUP_FILES = ("config.yaml", "log.txt", "request.json", "metrics.json", "events.out.")
+
+
+def _remove_if_only_setup_files(output_dir: str) -> None:
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    if all(
+        n.startswith(_SETUP_FILES) and os.path.isfile(os.path.join(output_dir, n)) for n in names
+    ):
+        for n in names:
+            os.remove(os.path.join(output_dir, n))
+        os.rmdir(output_dir)
 
 
 def _has_checkpoint(output_dir: str) -> bool:
@@ -64,6 +80,8 @@ def _has_checkpoint(output_dir: str) -> bool:
 
 def main(args):
     cfg = setup(args)
+    if args.created_output_dir:
+        args.output_dir_to_clean = cfg.OUTPUT_DIR
     if cfg.MODEL.META_ARCHITECTURE == "ForgettingDetector":
         from det_forget.engine import ForgetTrainer as Trainer
     else:
@@ -94,6 +112,9 @@ def _main_reporting_errors(args) -> None:
     # status 2 there too (the parent then exits with 2 as well).
     status = run_tool(lambda _: main(args), [], debug=args.debug)
     if status:
+        output_dir = getattr(args, "output_dir_to_clean", "")
+        if output_dir and comm.is_main_process():
+            _remove_if_only_setup_files(output_dir)
         sys.exit(status)
 
 

@@ -177,10 +177,12 @@ def load_torch_weights(path: str | os.PathLike, file=None) -> Any:
         with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
             return torch.load(path if file is None else file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):
+        if not re.search(r"Unsupported global|allowed global|call reduce", str(e)):
+            found = re.search(r"WeightsUnpickler error:\s*(.+?)\n\n", str(e), re.S)
+            detail = " ".join((found.group(1) if found else str(e)).split())
             raise UnfitFileError(
-                f"cannot read {path} as a checkpoint (corrupt or not a torch file): {e}"
-            ) from e
+                f"cannot read {path} as a checkpoint (corrupt or not a torch file): {detail}"
+            ) from None
         found = re.search(r"(?:GLOBAL|global) ([\w.]+)|for ([\w.]+)", str(e))
         what = next((g for g in found.groups() if g), "") if found else ""
         raise UnsafeFileError(
