@@ -151,7 +151,9 @@ def _sync(device: str) -> None:
 def _config(spec: dict[str, Any], extra: list[Any]) -> Any:
     from det_forget.engine.inference import build_config
 
-    opts = [*spec["opts"], "OUTPUT_DIR", spec["work_dir"], "SEED", spec.get("seed", 0), *extra]
+    # work_dir is scratch: a rerun replaces the runs an earlier one left there.
+    opts = [*spec["opts"], "OUTPUT_DIR", spec["work_dir"], "SEED", spec.get("seed", 0)]
+    opts += ["FORGET.OVERWRITE", True, *extra]
     return build_config(spec["config_file"], opts)
 
 

@@ -224,6 +224,7 @@ def run_detection(args: argparse.Namespace) -> dict[str, Any]:
             *method_opts,
             "FORGET.EVAL_BEFORE", before_per_class is None,
             "OUTPUT_DIR", str(work / method),
+            "FORGET.OVERWRITE", True,  # scratch folders: a rerun replaces its own runs
         ]  # fmt: skip
         logger.info("detection: %s (%d iterations)", label, args.iters)
         try:
