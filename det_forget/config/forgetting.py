@@ -57,7 +57,9 @@ def add_forget_node(cfg: CN) -> None:
     # Continual tasks of these sizes, cut from the class order shuffled with
     # CLASS_ORDER_SEED, e.g. [10, 10, 10]. Used only when TASKS and CLASSES are empty.
     cfg.FORGET.TASK_SIZES = []
-    # Seed of the class-order shuffle that TASK_SIZES cuts (123: GS-LoRA's COCO protocol).
+    # Seed of the class-order shuffle that TASK_SIZES cuts (Python's random.Random(seed),
+    # over the contiguous ids). GS-LoRA's COCO order is a NumPy shuffle of the COCO ids
+    # instead: det_forget.data.coco_order.reference_coco_tasks gives it, by name.
     cfg.FORGET.CLASS_ORDER_SEED = 123
     # Retained classes given no training data (GS-LoRA++'s missing-class setting; reported
     # as their own group). Names or ids.
