@@ -50,7 +50,7 @@ METHODS = (
     ("Neg. gradient + retain", "baseline_neg_grad.yaml"),
     ("Neg. gradient + L1, no retain", "baseline_neg_grad_l1.yaml"),
     ("Random labels", "baseline_random_labels.yaml"),
-    ("Bounded + L1, no LoRA", "baseline_bounded_l1.yaml"),
+    ("GS-LoRA loss + L1, no LoRA (retain)", "baseline_bounded_retain_l1.yaml"),
     ("L2*", "baseline_l2.yaml"),
     ("EWC*", "baseline_ewc.yaml"),
 )

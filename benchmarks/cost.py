@@ -53,7 +53,7 @@ METHOD_LABELS = {
     "no_retain": "Low-rank, no retain",
     "finetune": "Full fine-tuning (retain data)",
     "neg_grad": "Negative gradient + retain",
-    "bounded_l1": "Full weights, GS-LoRA's loss + L1",
+    "bounded_retain_l1": "Full weights, GS-LoRA's loss + L1",
     "bounded_ft": "Full fine-tuning, GS-LoRA's loss",
     "random_labels": "Random labels",
     "neg_grad_l1": "Neg. gradient + L1, no retain",

@@ -69,7 +69,7 @@ DETECTION_METHODS = (
     ("Neg. gradient + retain", "neg_grad", _FULL_WEIGHTS),
     ("Neg. gradient + L1, no retain", "neg_grad_l1", _FULL_WEIGHTS),
     ("Random labels", "random_labels", _FULL_WEIGHTS),
-    ("Bounded + L1, no LoRA", "bounded_l1", _FULL_WEIGHTS),
+    ("GS-LoRA loss + L1, no LoRA (retain)", "bounded_retain_l1", _FULL_WEIGHTS),
     ("L2*", "l2", _FULL_WEIGHTS),
     ("EWC*", "ewc", _FULL_WEIGHTS),
 )

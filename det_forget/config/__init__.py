@@ -71,13 +71,16 @@ def lora_config_from_cfg(cfg: CN, metadata: dict | None = None):
 
     Where the adapters go is the method's (registry ``adapters``): FFN methods wrap
     ``TARGET_MODULES``, q/k/v methods (``no_retain``) wrap the fused ``QKV_MODULES``
-    (``QKV_PARTS`` of them). Full-weight methods have no adapters.
+    (``QKV_PARTS`` of them). Full-weight methods have no adapters. ``ALPHA`` 0 and
+    ``INIT`` "" take the method's registry ``lora_alpha`` / ``lora_init``.
 
     Raises:
         ValueError: the method trains no adapters, or its layer list is empty.
     """
+    from ..errors import ConfigValueError
     from ..forgetting.methods import get_method
     from ..lora import LoraConfig
+    from ..lora.config import LORA_INITS
 
     method = get_method(cfg.FORGET.METHOD)
     lc = cfg.FORGET.LORA
@@ -88,9 +91,17 @@ def lora_config_from_cfg(cfg: CN, metadata: dict | None = None):
         raise ValueError(
             f"FORGET.METHOD {method.name!r} puts its adapters on FORGET.LORA.{key}, which is empty"
         )
+    # ALPHA 0 / INIT "": the scaling numerator and A initialisation the method's paper states.
+    if lc.INIT not in ("", *LORA_INITS):
+        raise ConfigValueError(
+            f"FORGET.LORA.INIT must be one of {list(LORA_INITS)} or '' (the method's own), "
+            f"got {lc.INIT!r}"
+        )
+    alpha = float(lc.ALPHA) if lc.ALPHA > 0 else method.lora_alpha
     return LoraConfig(
         rank=lc.RANK,
-        alpha=lc.ALPHA,
+        alpha=float(lc.RANK) if alpha is None else alpha,
+        init=lc.INIT or method.lora_init,
         dropout=lc.DROPOUT,
         target_modules=list(lc.TARGET_MODULES) if method.adapters == "ffn" else [],
         qkv_modules=list(lc.QKV_MODULES) if method.adapters == "qkv" else [],

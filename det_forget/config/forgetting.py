@@ -30,8 +30,8 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.LORA.QKV_PARTS": _QKV,
     "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
     "FORGET.PROTOTYPE.RETAIN_WEIGHT": _CLASSIFICATION,
-    "FORGET.NO_RETAIN": _QKV,
     "FORGET.EARLY_STOP": _CLASSIFICATION,
+    "FORGET.NO_RETAIN.L1_WEIGHT": _QKV,
 }
 
 
@@ -127,9 +127,15 @@ def add_forget_node(cfg: CN) -> None:
     cfg.FORGET.LORA = CN()
     # Rank r of every adapter (a positive integer).
     cfg.FORGET.LORA.RANK = 8
-    # Scaling numerator: the update is (ALPHA / RANK) * B @ A. GS-LoRA's reference uses 1
-    # with rank 8; the shipped detection configs use ALPHA = RANK (scaling 1).
-    cfg.FORGET.LORA.ALPHA = 1.0
+    # Scaling numerator: the update is (ALPHA / RANK) * B @ A. 0 (default): the method's
+    # own (registry lora_alpha): 1 for gs_lora / gs_lora_pp (GS-LoRA's loralib alpha 1,
+    # scaling 1/8 at rank 8), RANK for no_retain / neg_grad_lora (Poppi et al.'s W0 + BA,
+    # scaling 1). A value > 0 overrides it (the shipped detection configs use ALPHA = RANK).
+    cfg.FORGET.LORA.ALPHA = 0.0
+    # How A starts (B starts at 0): "kaiming" (kaiming-uniform, GS-LoRA / loralib),
+    # "gaussian" (normal, std 1 / RANK; Poppi et al.'s Gaussian A) or "" (default: the
+    # method's own, registry lora_init: gaussian for no_retain / neg_grad_lora).
+    cfg.FORGET.LORA.INIT = ""
     # Dropout on the adapter input during training, in [0, 1).
     cfg.FORGET.LORA.DROPOUT = 0.0
     # Layers that get one adapter each for FFN methods (gs_lora, gs_lora_pp): suffixes of
@@ -198,9 +204,10 @@ def add_forget_node(cfg: CN) -> None:
     # face (the method is refused on DETR).
     # ------------------------------------------------------------------------------------ #
     cfg.FORGET.NO_RETAIN = CN()
-    # lambda: weight of ||B||_1 over every adapter.
+    # lambda: weight of ||B||_1 over every adapter (no_retain, neg_grad_lora).
     cfg.FORGET.NO_RETAIN.L1_WEIGHT = 1e-3
-    # eps of the reciprocal forget loss 1 / (CE + eps): keeps it finite as CE -> 0.
+    # eps of the reciprocal forget loss 1 / (CE + eps): keeps it finite as CE -> 0
+    # (no_retain; reciprocal_l1 reads it too).
     cfg.FORGET.NO_RETAIN.EPS = 1e-3
 
     # ------------------------------------------------------------------------------------ #
@@ -208,7 +215,7 @@ def add_forget_node(cfg: CN) -> None:
     # ------------------------------------------------------------------------------------ #
     cfg.FORGET.BASELINE = CN()
     # Weight of the L1 norm of the change from the weights at the task start (neg_grad_l1,
-    # bounded_l1).
+    # reciprocal_l1, bounded_retain_l1).
     cfg.FORGET.BASELINE.L1_WEIGHT = 1e-4
     # Weight of the squared L2 norm of that change (l2).
     cfg.FORGET.BASELINE.L2_WEIGHT = 1.0

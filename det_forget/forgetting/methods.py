@@ -26,6 +26,8 @@ from ..errors import ConfigValueError, UnknownNameError
 __all__ = [
     "TASK_TYPES",
     "ADAPTER_PLACES",
+    "LORA_INITS",
+    "RENAMED",
     "ForgetMethod",
     "METHODS",
     "MethodNotSupportedError",
@@ -40,6 +42,8 @@ TASK_TYPES = ("rcnn", "detr", "classification", "face")
 #: Where a method's adapters go: FFN layers (``FORGET.LORA.TARGET_MODULES``), the fused
 #: q/k/v projections (``FORGET.LORA.QKV_MODULES``), or none (the full weights train).
 ADAPTER_PLACES = ("ffn", "qkv", "none")
+#: How a method's A matrices start (B always starts at zero).
+LORA_INITS = ("kaiming", "gaussian")
 
 _ALL = frozenset(TASK_TYPES)
 _DETECTION = frozenset(("rcnn", "detr"))
@@ -65,6 +69,14 @@ class ForgetMethod:
         refused: ``{task type: why it cannot run there}`` for the others.
         description: one line for menus and ``--help``.
         reference: the paper or baseline it reproduces.
+        lora_alpha: the adapter scaling numerator its paper states (the update is
+            ``(alpha / r) B A``): ``1.0`` for GS-LoRA (loralib's alpha 1, scaling 1/8 at
+            rank 8), ``None`` for ``alpha = r`` (scaling 1, Poppi et al.'s ``W0 + BA``).
+            ``FORGET.LORA.ALPHA`` overrides it when > 0.
+        lora_init: how its paper initialises A: ``"kaiming"`` (kaiming-uniform,
+            ``a = sqrt(5)``, loralib / GS-LoRA) or ``"gaussian"`` (normal, std ``1 / r``
+            as PEFT's "gaussian"; Poppi et al. say Gaussian without a std). B always
+            starts at 0. ``FORGET.LORA.INIT`` overrides it when not empty.
     """
 
     name: str
@@ -76,10 +88,14 @@ class ForgetMethod:
     anchor: str = ""
     task_types: frozenset[str] = _ALL
     refused: Mapping[str, str] = field(default_factory=dict)
+    lora_alpha: float | None = 1.0
+    lora_init: str = "kaiming"
 
     def __post_init__(self) -> None:
         if self.adapters not in ADAPTER_PLACES:
             raise ValueError(f"{self.name}: adapters must be one of {ADAPTER_PLACES}")
+        if self.lora_init not in LORA_INITS:
+            raise ValueError(f"{self.name}: lora_init must be one of {LORA_INITS}")
         unknown = set(self.task_types) - _ALL
         if unknown:
             raise ValueError(f"{self.name}: unknown task types {sorted(unknown)}")
@@ -143,7 +159,8 @@ METHODS: dict[str, ForgetMethod] = {
             ("loss_retain", "loss_forget_bounded", "loss_group_lasso"),
             "ffn",
             "LoRA on the FFNs, group-lasso per block, bounded forget loss + retain loss",
-            "GS-LoRA (Zhao et al., CVPR 2024)",
+            "GS-LoRA (Zhao et al., CVPR 2024): its losses, adapter place, scaling 1/8 and "
+            "kaiming A; det_forget bounds per class by default (FORGET.LOSS.PER_CLASS)",
         ),
         ForgetMethod(
             "gs_lora_pp",
@@ -157,9 +174,33 @@ METHODS: dict[str, ForgetMethod] = {
             ("loss_forget_reciprocal", "loss_lora_b_l1"),
             "qkv",
             "LoRA on q/k/v, 1/CE on the forget classes + L1 on B; no retain data",
-            "Low-rank unlearning without retain data (Poppi et al.)",
+            "Low-rank unlearning without retain data (Poppi et al., ICPR 2024, Eq. 8; "
+            "Table 1 'bounded loss w/ low-rank'): scaling 1 (W0 + BA), Gaussian A",
             task_types=frozenset(("rcnn", "classification", "face")),
             refused={"detr": _QKV_DETR},
+            lora_alpha=None,
+            lora_init="gaussian",
+        ),
+        ForgetMethod(
+            "neg_grad_lora",
+            ("loss_forget_negative", "loss_lora_b_l1"),
+            "qkv",
+            "LoRA on q/k/v, -CE on the forget classes + L1 on B; no retain data",
+            "Poppi et al.'s Table 1 ablation 'negative gradient w/ low-rank' (Eq. 6): "
+            "no_retain's adapters and L1 on B with the unbounded -CE",
+            task_types=frozenset(("rcnn", "classification", "face")),
+            refused={"detr": _QKV_DETR},
+            lora_alpha=None,
+            lora_init="gaussian",
+        ),
+        ForgetMethod(
+            "reciprocal_l1",
+            ("loss_forget_reciprocal", "loss_weight_l1"),
+            "none",
+            "full weights: 1/CE on the forget classes + L1 on the weight change; no retain data",
+            "Poppi et al.'s Table 1 ablation 'bounded loss w/ L1 regularization': "
+            "no_retain's loss on the full weights, L1 on W - W0 instead of low rank",
+            anchor="weights",
         ),
         ForgetMethod(
             "retrain",
@@ -183,14 +224,15 @@ METHODS: dict[str, ForgetMethod] = {
             ("loss_retain", "loss_forget_negative"),
             "none",
             "full weights: -CE on the forget classes + CE on the retained ones",
-            "baseline: negative gradient",
+            "baseline: negative gradient with retain data (Poppi et al.'s Table 1 row)",
         ),
         ForgetMethod(
             "neg_grad_l1",
             ("loss_forget_negative", "loss_weight_l1"),
             "none",
             "full weights: -CE on the forget classes + L1 on the weight change; no retain data",
-            "baseline: negative gradient with L1 (Poppi et al.'s retain-free comparison)",
+            "Poppi et al.'s Table 1 ablation 'negative gradient w/ L1 regularization' "
+            "(no retain data)",
             anchor="weights",
         ),
         ForgetMethod(
@@ -201,11 +243,13 @@ METHODS: dict[str, ForgetMethod] = {
             "baseline: random labels",
         ),
         ForgetMethod(
-            "bounded_l1",
+            "bounded_retain_l1",
             ("loss_retain", "loss_forget_bounded", "loss_weight_l1"),
             "none",
-            "full weights: bounded forget loss + retain loss + L1 on the weight change",
-            "baseline: GS-LoRA's losses without low rank, L1 instead of group sparsity",
+            "full weights: ReLU(BND - CE) forget loss + retain loss + L1 on the weight change",
+            "det_forget's ablation of GS-LoRA (with retain data): its losses on the full "
+            "weights, L1 on W - W0 instead of LoRA + group sparsity. Not Poppi et al.'s "
+            "retain-free 'bounded loss w/ L1' (that is reciprocal_l1)",
             anchor="weights",
         ),
         ForgetMethod(
@@ -235,6 +279,13 @@ METHODS: dict[str, ForgetMethod] = {
 }
 
 
+#: Former method names and what they are called now (named in the unknown-method error).
+RENAMED = {
+    "bounded_l1": "bounded_retain_l1 (it uses retain data; Poppi et al.'s retain-free "
+    "'bounded loss w/ L1' is reciprocal_l1)",
+}
+
+
 def get_method(name: str) -> ForgetMethod:
     """The registry entry of ``name``.
 
@@ -242,6 +293,8 @@ def get_method(name: str) -> ForgetMethod:
         UnknownNameError: ``name`` is not a method (the message lists the methods).
     """
     method = METHODS.get(name)
+    if method is None and name in RENAMED:
+        raise UnknownNameError(f"FORGET.METHOD {name!r} was renamed: use {RENAMED[name]}")
     if method is None:
         raise UnknownNameError(f"unknown FORGET.METHOD {name!r}; valid methods: {list(METHODS)}")
     return method

@@ -1,8 +1,9 @@
 """Penalties on the change of full weights, for the baselines that train without LoRA.
 
-``neg_grad_l1`` and ``bounded_l1`` put an L1 penalty on ``W - W_0`` (Poppi et al.'s
-"L1 without low rank" ablation); the continual baselines L2* and EWC* penalise the
-change quadratically (EWC weighted by a diagonal Fisher estimate).
+``neg_grad_l1``, ``reciprocal_l1`` (Poppi et al.'s retain-free "w/ L1 regularization"
+ablations) and ``bounded_retain_l1`` put an L1 penalty on ``W - W_0``; the continual
+baselines L2* and EWC* penalise the change quadratically (EWC weighted by a diagonal
+Fisher estimate).
 """
 
 from __future__ import annotations

@@ -7,10 +7,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LoraConfig", "QKV_PARTS"]
+__all__ = ["LoraConfig", "QKV_PARTS", "LORA_INITS"]
 
 #: Names of the three output slices of a fused ``qkv`` projection, in output order.
 QKV_PARTS = ("q", "k", "v")
+#: How A starts: ``"kaiming"`` (kaiming-uniform, ``a = sqrt(5)``: loralib, GS-LoRA) or
+#: ``"gaussian"`` (normal with std ``1 / r``, PEFT's "gaussian": Poppi et al.'s Gaussian A).
+LORA_INITS = ("kaiming", "gaussian")
 
 
 @dataclass
@@ -32,6 +35,7 @@ class LoraConfig:
             one adapter per slice in ``qkv_parts``.
         qkv_parts: which of ``"q"``, ``"k"``, ``"v"`` get an adapter in a fused layer.
         exclude_modules: patterns removed from the matches above.
+        init: how A starts, one of :data:`LORA_INITS` (B always starts at zero).
         metadata: free-form task information saved with the adapter (classes, data used,
             metrics); not used for matching.
     """
@@ -43,6 +47,7 @@ class LoraConfig:
     qkv_modules: list[str] | str = field(default_factory=list)
     qkv_parts: tuple[str, ...] = QKV_PARTS
     exclude_modules: list[str] | str = field(default_factory=list)
+    init: str = "kaiming"
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,6 +61,8 @@ class LoraConfig:
                 f"LoraConfig.qkv_parts must be a non-empty subset of {QKV_PARTS}, "
                 f"got {tuple(self.qkv_parts)!r}"
             )
+        if self.init not in LORA_INITS:
+            raise ValueError(f"LoraConfig.init must be one of {LORA_INITS}, got {self.init!r}")
         self.rank = int(self.rank)
         self.qkv_parts = tuple(self.qkv_parts)
 

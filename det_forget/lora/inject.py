@@ -121,7 +121,12 @@ def inject_lora(model: nn.Module, config: LoraConfig) -> InjectionReport:
             model,
             name,
             LoraLinear(
-                base, rank=config.rank, alpha=config.alpha, dropout=config.dropout, parts=parts
+                base,
+                rank=config.rank,
+                alpha=config.alpha,
+                dropout=config.dropout,
+                parts=parts,
+                init=config.init,
             ),
         )
     mark_only_lora_trainable(model)
@@ -187,7 +192,7 @@ def merge_and_reset_adapters(model: nn.Module) -> None:
 
 
 def reset_adapters(model: nn.Module) -> None:
-    """Re-initialise every adapter (A kaiming-uniform, B zero) without touching weights."""
+    """Re-initialise every adapter (A as its layer's ``init``, B zero) without touching weights."""
     for layer in _require_layers(model):
         layer.reset_lora_parameters()
 

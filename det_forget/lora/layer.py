@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import QKV_PARTS
+from .config import LORA_INITS, QKV_PARTS
 
 __all__ = ["LoraLinear", "FULL_PART"]
 
@@ -32,8 +32,10 @@ class LoraLinear(nn.Module):
     """``y = base(x) + (alpha / r) * concat_p( drop(x) A_p^T B_p^T )``.
 
     ``A_p`` has shape ``(r, in_features)`` and is initialised like ``nn.Linear``
-    (kaiming-uniform, ``a = sqrt(5)``); ``B_p`` has shape ``(out_p, r)`` and starts at
-    zero, so a fresh adapter is an exact no-op. Output features not covered by any part
+    (``init="kaiming"``: kaiming-uniform, ``a = sqrt(5)``, as loralib and GS-LoRA) or
+    from a normal distribution with std ``1 / r`` (``init="gaussian"``, PEFT's
+    "gaussian", for Poppi et al.'s Gaussian A); ``B_p`` has shape ``(out_p, r)`` and
+    starts at zero, so a fresh adapter is an exact no-op. Output features not covered by any part
     (a fused qkv layer with only some of q/k/v adapted) get no update.
 
     Args:
@@ -45,6 +47,7 @@ class LoraLinear(nn.Module):
         parts: names of the adapted output slices: ``("full",)`` for a plain layer, a
             subset of ``("q", "k", "v")`` for a fused qkv layer (whose output size must
             then be divisible by 3).
+        init: how A starts: ``"kaiming"`` or ``"gaussian"`` (see above).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class LoraLinear(nn.Module):
         alpha: float = 1.0,
         dropout: float = 0.0,
         parts: Sequence[str] = (FULL_PART,),
+        init: str = "kaiming",
     ) -> None:
         super().__init__()
         if not isinstance(base_layer, nn.Linear):
@@ -62,6 +66,9 @@ class LoraLinear(nn.Module):
         self.base_layer = base_layer
         for p in self.base_layer.parameters():
             p.requires_grad_(False)
+        if init not in LORA_INITS:
+            raise ValueError(f"LoRA init must be one of {LORA_INITS}, got {init!r}")
+        self.init = init
         self.rank = int(rank)
         self.alpha = float(alpha)
         self.scaling = self.alpha / self.rank
@@ -128,12 +135,15 @@ class LoraLinear(nn.Module):
         return self.base_layer.bias
 
     def reset_lora_parameters(self) -> None:
-        """Re-initialise every adapter: A kaiming-uniform, B zero (a no-op update)."""
+        """Re-initialise every adapter: A as :attr:`init` says, B zero (a no-op update)."""
         if self.merged:
             raise RuntimeError("reset_lora_parameters() on a merged layer; unmerge() first")
         with torch.no_grad():
             for a in self.lora_A.values():
-                nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+                if self.init == "gaussian":
+                    nn.init.normal_(a, std=1.0 / self.rank)
+                else:
+                    nn.init.kaiming_uniform_(a, a=math.sqrt(5))
             for b in self.lora_B.values():
                 b.zero_()
 

@@ -98,10 +98,13 @@ def test_read_by_names_existing_keys_and_task_types():
 
 
 def test_qkv_and_no_retain_keys_follow_the_registry():
-    """Read where a method with q/k/v adapters (no_retain) runs, and only there."""
+    """Read where a method with q/k/v adapters (no_retain, neg_grad_lora) runs, and only
+    there; NO_RETAIN.EPS also by the full-weight reciprocal_l1 (every task type)."""
     qkv = set().union(*(m.task_types for m in METHODS.values() if m.adapters == "qkv"))
-    for key in ("FORGET.LORA.QKV_MODULES", "FORGET.LORA.QKV_PARTS", "FORGET.NO_RETAIN"):
+    for key in ("FORGET.LORA.QKV_MODULES", "FORGET.LORA.QKV_PARTS", "FORGET.NO_RETAIN.L1_WEIGHT"):
         assert FORGET_READ_BY[key] == qkv, key
-    no_retain_terms = {"loss_lora_b_l1", "loss_forget_reciprocal"}
-    users = [m for m in METHODS.values() if no_retain_terms & set(m.terms)]
-    assert set().union(*(m.task_types for m in users)) == qkv
+    b_l1 = [m for m in METHODS.values() if "loss_lora_b_l1" in m.terms]
+    assert set().union(*(m.task_types for m in b_l1)) == qkv
+    reciprocal = [m for m in METHODS.values() if "loss_forget_reciprocal" in m.terms]
+    assert set().union(*(m.task_types for m in reciprocal)) == set(TASK_TYPES)
+    assert "FORGET.NO_RETAIN.EPS" not in FORGET_READ_BY

@@ -54,7 +54,7 @@ def test_no_retain_uses_reciprocal_and_l1_on_b():
 def test_weight_change_baselines_need_an_anchor():
     lin = torch.nn.Linear(3, 2)
     with pytest.raises(ValueError, match="WeightAnchor"):
-        ForgettingObjective(method="bounded_l1")
+        ForgettingObjective(method="bounded_retain_l1")
     anchor = WeightAnchor(lin)
     with torch.no_grad():
         lin.weight.add_(1.0)
