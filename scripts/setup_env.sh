@@ -61,6 +61,6 @@ fi
 echo "[setup] det_forget and its tools"
 "${PIP[@]}" install -e ".[dev,gui]"
 
-"$PY" -c "import torch, torchvision, detectron2, timm, pycocotools, safetensors; print('[setup] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, '| timm', timm.__version__)"
+"$PY" -c "import torch, torchvision, detectron2, timm, pycocotools, safetensors, skimage; print('[setup] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, '| timm', timm.__version__)"
 rm -f "$VENV"/.det_forget-setup-*
 touch "$stamp"

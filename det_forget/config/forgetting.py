@@ -26,6 +26,8 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.JITTER_COPIES": frozenset(("rcnn",)),
     "FORGET.EVAL_BEFORE": _DETECTION,
     "FORGET.BEFORE_REPORT": _DETECTION,
+    "FORGET.FATE_SCORE_THRESH": _DETECTION,
+    "FORGET.FATE_IOU_THRESH": _DETECTION,
     "FORGET.LORA.QKV_MODULES": _QKV,
     "FORGET.LORA.QKV_PARTS": _QKV,
     "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
@@ -120,6 +122,14 @@ def add_forget_node(cfg: CN) -> None:
     # forget_report.json of a run); "" evaluates (or not, per EVAL_BEFORE).
     # Read by: rcnn, detr.
     cfg.FORGET.BEFORE_REPORT = ""
+    # Object fate (det_forget/evaluation/object_fate.py): every ground-truth object of a
+    # forgotten class is "detected" (a detection of its class), "relabelled" (of another
+    # class) or "gone", counting detections with score >= FATE_SCORE_THRESH and IoU >=
+    # FATE_IOU_THRESH. Reported by the evaluator (report "object_fate", results
+    # forget/detected_pct, forget/relabelled_pct, forget/gone_pct).
+    # Read by: rcnn, detr.
+    cfg.FORGET.FATE_SCORE_THRESH = 0.5
+    cfg.FORGET.FATE_IOU_THRESH = 0.5
 
     # ------------------------------------------------------------------------------------ #
     # LoRA adapters (methods whose registry entry has adapters "ffn" or "qkv")

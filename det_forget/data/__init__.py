@@ -1,4 +1,4 @@
-"""Datasets shipped with det_forget: a deterministic synthetic COCO-format shapes dataset."""
+"""Datasets shipped with det_forget: deterministic COCO-format shapes and fashion_det sets."""
 
 from .synthetic import (
     SHAPES_CATEGORIES,
@@ -18,6 +18,30 @@ __all__ = [
     "ensure_shapes_dataset",
     "generate_shapes_dataset",
     "register_shapes_dataset",
+]
+
+from .fashion_det import (  # noqa: E402
+    FASHION_DET_CATEGORIES,
+    FASHION_DET_CLASS_NAMES,
+    FASHION_DET_DEFAULT_FORGET,
+    FASHION_DET_RETRAIN_NAME,
+    FASHION_DET_SPLITS,
+    default_fashion_det_root,
+    ensure_fashion_det_dataset,
+    generate_fashion_det_dataset,
+    register_fashion_det_dataset,
+)
+
+__all__ += [
+    "FASHION_DET_CATEGORIES",
+    "FASHION_DET_CLASS_NAMES",
+    "FASHION_DET_DEFAULT_FORGET",
+    "FASHION_DET_RETRAIN_NAME",
+    "FASHION_DET_SPLITS",
+    "default_fashion_det_root",
+    "ensure_fashion_det_dataset",
+    "generate_fashion_det_dataset",
+    "register_fashion_det_dataset",
 ]
 
 from .forget_retain import (  # noqa: E402

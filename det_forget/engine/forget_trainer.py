@@ -32,7 +32,7 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from ..config import check_ignored_keys, lora_config_from_cfg
-from ..evaluation.coco_forget import ForgetCOCOEvaluator, load_before
+from ..evaluation.coco_forget import ForgetCOCOEvaluator, fate_thresholds, load_before
 from ..forgetting import (
     ForgetTask,
     ForgettingObjective,
@@ -335,6 +335,7 @@ class ForgetTrainer(DetectionTrainer):
             self.class_names(task),
             before=before,
             output_dir=os.path.join(self.cfg.OUTPUT_DIR, "inference", f"task_{task.index:02d}"),
+            **fate_thresholds(self.cfg),
         )
         results = inference_on_dataset(self.model, loader, evaluator)
         if not comm.is_main_process():

@@ -2,7 +2,10 @@
 
 :class:`ForgetCOCOEvaluator` is detectron2's :class:`~detectron2.evaluation.COCOEvaluator`
 plus a ``"forget"`` entry in its results (``AP_f``, ``AP_r``, ``AP_o``, ``AP_m``, their
-AP50 versions, Drop and H-Mean) and a JSON report with the per-class table.
+AP50 versions, Drop and H-Mean) and a JSON report with the per-class table. With a forget
+group it also reports where the forgotten objects went (:mod:`.object_fate`): for every
+ground-truth object of a forgotten class, detected as its class, re-labelled as another class
+(which one) or gone, at a score threshold (default 0.5) and IoU 0.5, per class and in total.
 
 Protocol (see :data:`PROTOCOL`): **one** pycocotools ``COCOeval`` over the whole evaluation
 set with every category, exactly what ``COCOEvaluator`` runs; the AP of each category is read
@@ -32,12 +35,21 @@ from tabulate import tabulate
 from ..data.forget_retain import resolve_classes
 from ..utils.io import atomic_write
 from .metrics import CLASS_GROUPS, ClassGroups, aggregate_by_group, forgetting_summary
+from .object_fate import (
+    DEFAULT_IOU_THRESH,
+    DEFAULT_SCORE_THRESH,
+    FATES,
+    ObjectFate,
+    object_fates,
+    summarize_fates,
+)
 
 __all__ = [
     "GROUP_SUFFIXES",
     "PROTOCOL",
     "REPORT_FORMAT",
     "ForgetCOCOEvaluator",
+    "fate_thresholds",
     "load_before",
     "per_category_ap",
 ]
@@ -198,6 +210,20 @@ def load_before(
 # --------------------------------------------------------------------------------------------
 
 
+def fate_thresholds(cfg: Any) -> dict[str, float]:
+    """``fate_score_thresh`` / ``fate_iou_thresh`` keywords from ``FORGET.FATE_*`` (defaults
+    when the config has no such keys)."""
+    node = cfg.get("FORGET") if hasattr(cfg, "get") else None
+    return {
+        "fate_score_thresh": float(
+            node.get("FATE_SCORE_THRESH", DEFAULT_SCORE_THRESH) if node else DEFAULT_SCORE_THRESH
+        ),
+        "fate_iou_thresh": float(
+            node.get("FATE_IOU_THRESH", DEFAULT_IOU_THRESH) if node else DEFAULT_IOU_THRESH
+        ),
+    }
+
+
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
@@ -224,7 +250,11 @@ class ForgetCOCOEvaluator(COCOEvaluator):
 
     * ``AP_f``, ``AP_r``, ``AP_o``, ``AP_m`` and ``AP50_*``: group means of per-class AP;
     * ``drop``, ``h_mean`` (and ``drop50``, ``h_mean50``): against the ``before`` numbers;
-    * ``AP-<class>``, ``AP50-<class>``: per class.
+    * ``AP-<class>``, ``AP50-<class>``: per class;
+    * with a forget group (bbox only): ``fate_objects`` (forgotten-class objects) and
+      ``detected_pct``, ``relabelled_pct``, ``gone_pct``: their fates in percent (see
+      :mod:`det_forget.evaluation.object_fate`); the report's ``"object_fate"`` section has
+      the counts per class and which classes they were re-labelled as.
 
     The detailed report (per-class table with groups and before/after, group means,
     :func:`~det_forget.evaluation.metrics.forgetting_summary`, :data:`PROTOCOL`) is written
@@ -244,6 +274,8 @@ class ForgetCOCOEvaluator(COCOEvaluator):
         max_dets_per_image: as ``COCOEvaluator``.
         use_fast_impl: as ``COCOEvaluator`` (falls back to pycocotools without ``_C``).
         allow_cached_coco: as ``COCOEvaluator``.
+        fate_score_thresh: detections below this score do not count for object fate.
+        fate_iou_thresh: IoU at which a detection overlaps a forgotten object.
     """
 
     def __init__(
@@ -259,6 +291,8 @@ class ForgetCOCOEvaluator(COCOEvaluator):
         max_dets_per_image: int | None = None,
         use_fast_impl: bool = True,
         allow_cached_coco: bool = True,
+        fate_score_thresh: float = DEFAULT_SCORE_THRESH,
+        fate_iou_thresh: float = DEFAULT_IOU_THRESH,
     ) -> None:
         super().__init__(
             dataset_name,
@@ -271,6 +305,13 @@ class ForgetCOCOEvaluator(COCOEvaluator):
         )
         self._dataset_name = dataset_name
         self._report_name = report_name
+        if not 0.0 <= fate_score_thresh <= 1.0:
+            raise ValueError(f"fate_score_thresh must be in [0, 1], got {fate_score_thresh}")
+        if not 0.0 < fate_iou_thresh <= 1.0:
+            raise ValueError(f"fate_iou_thresh must be in (0, 1], got {fate_iou_thresh}")
+        self._fate_score_thresh = float(fate_score_thresh)
+        self._fate_iou_thresh = float(fate_iou_thresh)
+        self._fates: list[ObjectFate] | None = None
         self._class_names, self._cat_id_to_name = self._categories()
         self._coco_evals: dict[str, Any] = {}
         self._last_per_class: dict[str, PerClassAP] = {}
@@ -310,6 +351,7 @@ class ForgetCOCOEvaluator(COCOEvaluator):
             dataset_name,
             tasks=("bbox", "segm") if mask_on else ("bbox",),
             output_dir=output_dir or os.path.join(cfg.OUTPUT_DIR, "inference"),
+            **fate_thresholds(cfg),
         )
         if groups is None:
             names = evaluator.class_names
@@ -446,6 +488,56 @@ class ForgetCOCOEvaluator(COCOEvaluator):
     def reset(self) -> None:
         super().reset()
         self._coco_evals = {}
+        self._fates = None
+
+    @property
+    def last_fates(self) -> list[ObjectFate] | None:
+        """Every forgotten-class object's fate in the last ``evaluate()`` (main process);
+        ``None`` without a forget group."""
+        return None if self._fates is None else list(self._fates)
+
+    def _eval_predictions(self, predictions, img_ids=None):
+        # COCOEvaluator rewrites the predictions' category ids to dataset ids in place; the
+        # fates are counted first, on the contiguous ids detectron2 predicted.
+        self._fates = self._object_fates(predictions, img_ids)
+        return super()._eval_predictions(predictions, img_ids=img_ids)
+
+    def _object_fates(
+        self, predictions: Sequence[Mapping[str, Any]], img_ids: Sequence[int] | None
+    ) -> list[ObjectFate] | None:
+        """Fates of the forgotten-class objects on the predicted images (class names)."""
+        if self._groups is None or not self._groups.forget:
+            return None
+        forget = set(self._groups.forget)
+        wanted = None if img_ids is None else {int(i) for i in img_ids}
+        fates: list[ObjectFate] = []
+        for pred in predictions:
+            image_id = int(pred["image_id"])
+            if (wanted is not None and image_id not in wanted) or "instances" not in pred:
+                continue
+            anns = [
+                a
+                for a in self._coco_api.loadAnns(self._coco_api.getAnnIds(imgIds=[image_id]))
+                if not a.get("iscrowd", 0)
+            ]
+            gt_classes = [self._cat_id_to_name[int(a["category_id"])] for a in anns]
+            if not forget.intersection(gt_classes):
+                continue
+            gt_boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
+            inst = pred["instances"]
+            pred_boxes = [[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in inst)]
+            fates += object_fates(
+                gt_boxes,
+                gt_classes,
+                pred_boxes,
+                [self._class_names[int(d["category_id"])] for d in inst],
+                [float(d["score"]) for d in inst],
+                forget,
+                image_id=image_id,
+                score_thresh=self._fate_score_thresh,
+                iou_thresh=self._fate_iou_thresh,
+            )
+        return fates
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
         # The only hook into COCOEvaluator's flow that sees the accumulated COCOeval: keep
@@ -464,6 +556,7 @@ class ForgetCOCOEvaluator(COCOEvaluator):
             other ranks.
         """
         self._coco_evals = {}
+        self._fates = None
         results = super().evaluate(img_ids)
         if not results or not comm.is_main_process() or not self._coco_evals:
             return results
@@ -480,9 +573,48 @@ class ForgetCOCOEvaluator(COCOEvaluator):
             self._results[key] = copy.deepcopy(flat)
             sections[iou_type] = section
             self._last_per_class[iou_type] = per_class
+        fate = self._fate_section()
+        if fate is not None and "forget" in results:
+            total = fate["total"]
+            extra = {"fate_objects": float(total["objects"])}
+            extra.update({f"{f}_pct": _nan_if_none(total[f"{f}_pct"]) for f in FATES})
+            results["forget"].update(extra)
+            self._results["forget"].update(extra)
+            self._log_fates(fate)
         if sections:
-            self._write_report(sections, img_ids)
+            self._write_report(sections, img_ids, fate)
         return results
+
+    def _fate_section(self) -> dict[str, Any] | None:
+        if self._fates is None or self._groups is None:
+            return None
+        return summarize_fates(
+            self._fates,
+            list(self._groups.forget),
+            score_thresh=self._fate_score_thresh,
+            iou_thresh=self._fate_iou_thresh,
+        ).as_dict()
+
+    def _log_fates(self, fate: Mapping[str, Any]) -> None:
+        def row(name: str, c: Mapping[str, Any]) -> list[Any]:
+            relabelled_as = ", ".join(f"{k} {v}" for k, v in c["relabelled_as"].items())
+            return [name, c["objects"]] + [c[f"{f}_pct"] for f in FATES] + [relabelled_as or "-"]
+
+        rows = [row(n, c) for n, c in fate["per_class"].items()] + [row("total", fate["total"])]
+        table = tabulate(
+            rows,
+            headers=["forgotten class", "objects"] + [f"{f} %" for f in FATES] + ["relabelled as"],
+            tablefmt="pipe",
+            floatfmt=".1f",
+            numalign="left",
+            missingval="-",
+        )
+        self._logger.info(
+            "Object fate of forgotten classes (score >= %.2f, IoU >= %.2f):\n%s",
+            fate["score_thresh"],
+            fate["iou_thresh"],
+            table,
+        )
 
     def _per_class(self, coco_eval: Any, img_ids: Sequence[int] | None) -> PerClassAP:
         if coco_eval is not None:
@@ -588,7 +720,12 @@ class ForgetCOCOEvaluator(COCOEvaluator):
             "Forget/retain %s AP (%s):\n%s\n%s", iou_type, PROTOCOL["name"], table, summary
         )
 
-    def _write_report(self, sections: Mapping[str, Any], img_ids: Sequence[int] | None) -> None:
+    def _write_report(
+        self,
+        sections: Mapping[str, Any],
+        img_ids: Sequence[int] | None,
+        fate: Mapping[str, Any] | None = None,
+    ) -> None:
         if not self._output_dir:
             return
         report = {
@@ -600,6 +737,9 @@ class ForgetCOCOEvaluator(COCOEvaluator):
             "class_groups": self._groups.as_dict() if self._groups is not None else None,
             "before_source": self._before_source,
             "iou_types": dict(sections),
+            # None without a forget group; else thresholds, per_class and total (counts,
+            # *_pct, relabelled_as), see det_forget.evaluation.object_fate.
+            "object_fate": fate,
         }
         path = os.path.join(self._output_dir, self._report_name)
         with atomic_write(path) as f:
