@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,9 +361,14 @@ def test_unusable_output_dir(tmp_path, kind):
         target = tmp_path / "out"
         target.write_text("a file")
         match = "is a file"
+    elif os.geteuid() == 0:
+        # Root ignores a folder's mode bits; /proc/sys is a folder nobody may create in.
+        if os.access("/proc/sys", os.W_OK):
+            pytest.skip("root writes anywhere and /proc/sys is writable here")
+        parent = None
+        target = Path("/proc/sys/det_forget_test_out")
+        match = "not a writable folder"
     else:
-        if os.geteuid() == 0:
-            pytest.skip("root writes anywhere")
         parent = tmp_path / "locked"
         parent.mkdir()
         parent.chmod(0o500)
@@ -372,7 +378,7 @@ def test_unusable_output_dir(tmp_path, kind):
         with pytest.raises(OutputDirError, match=match):
             RunDirectory(target).check_new_run(overwrite=False)
     finally:
-        if kind != "file":
+        if kind != "file" and parent is not None:
             parent.chmod(0o700)
     assert not (target.is_dir())
 
