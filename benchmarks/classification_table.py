@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "train_seconds": t["seconds"],
                 "total_seconds": time.perf_counter() - start,
                 "steps": t["steps"],
-                "best_step": t["best_step"],
+                "stopped_at": t["stopped_at"],
             }
         )
         runs[config] = summary

@@ -40,7 +40,6 @@ from .trainer import (
     ClassificationForgetter,
     TaskData,
     build_task_data,
-    early_stop_score,
     summarize_run,
 )
 
@@ -79,6 +78,5 @@ __all__ = [
     "ClassificationForgetter",
     "TaskData",
     "build_task_data",
-    "early_stop_score",
     "summarize_run",
 ]

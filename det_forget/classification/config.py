@@ -131,7 +131,7 @@ def get_classification_cfg() -> CN:
     cfg.FORGET.CLASSES = ["Trouser", "Bag"]
     cfg.FORGET.DATA_RATIO = 0.1
     cfg.FORGET.EARLY_STOP.PERIOD = 25
-    cfg.FORGET.EARLY_STOP.PATIENCE = 6
+    cfg.FORGET.EARLY_STOP.PATIENCE = 2
     cfg.FORGET.MIN_LR_FACTOR = 1e-3  # cosine from CLS.SOLVER.BASE_LR 1e-2 down to 1e-5
     return cfg
 

@@ -7,8 +7,9 @@
   full-weight baselines train every parameter;
 * each step feeds per-sample cross-entropies (forget batch) and the retain loss to
   :class:`det_forget.forgetting.ForgettingObjective`, which adds the method's terms;
-* early stopping scores ``mean(Acc_r, 100 - Acc_f)`` on the validation split carved from
-  train (never the test split) and restores the best weights;
+* a task stops when its classes are forgotten: the shared rule of
+  :mod:`det_forget.forgetting.stopping`, scored on the forget classes of the validation
+  split carved from train (never the test split), with the training retain loss;
 * tasks (one, or a continual sequence) run through the shared
   :class:`det_forget.forgetting.TaskRunner`: this module supplies the step loop
   (:meth:`ClassificationForgetter.train_task`) and per-class accuracy; the runner does the
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import lora_config_from_cfg
-from ..evaluation.metrics import group_mean
+from ..evaluation.metrics import accuracy_per_class
 from ..forgetting import (
     ForgetTask,
     ForgettingObjective,
@@ -47,7 +47,9 @@ from ..forgetting import (
     task_type_of,
     zero_group_ratio,
 )
+from ..forgetting.losses import per_class_mean
 from ..forgetting.schedule import lr_factor
+from ..forgetting.stopping import ForgetStopper, StopRule
 from ..lora import (
     count_parameters,
     inject_lora,
@@ -55,13 +57,12 @@ from ..lora import (
     unload_adapters,
 )
 from .data import BatchSampler, DataSplits, ImageClassData, subsample_per_class
-from .evaluate import evaluate_per_class
+from .evaluate import evaluate_per_class, predict
 from .pretrain import format_eta
 
 __all__ = [
     "TaskData",
     "build_task_data",
-    "early_stop_score",
     "ClassificationForgetter",
     "summarize_run",
 ]
@@ -119,22 +120,6 @@ def build_task_data(
     if absent:
         raise ValueError(f"forget classes {absent} have no training images to forget with")
     return TaskData(forget=forget, retain=retain)
-
-
-def early_stop_score(per_class: Mapping[Hashable, float], forgotten, retained) -> float:
-    """``mean(Acc_r, 100 - Acc_f)`` (Poppi et al.'s selection criterion), in %.
-
-    Args:
-        per_class: per-class accuracy.
-        forgotten: classes that should be forgotten (current and earlier tasks).
-        retained: classes to keep.
-
-    Returns:
-        The score; a group without samples counts as perfect.
-    """
-    acc_f = group_mean(per_class, forgotten)
-    acc_r = group_mean(per_class, retained)
-    return 0.5 * ((100.0 if acc_r is None else acc_r) + 100.0 - (0.0 if acc_f is None else acc_f))
 
 
 def _build_optimizer(params: list[nn.Parameter], solver, name: str) -> torch.optim.Optimizer:
@@ -264,8 +249,8 @@ class ClassificationForgetter:
             task: the forgetting task.
 
         Returns:
-            Training statistics: steps, best validation score and step, wall time, final
-            loss terms, zero group ratio (GS-LoRA).
+            Training statistics: steps, how the task stopped (``stopping``: the shared
+            rule's record), wall time, final loss terms, zero group ratio (GS-LoRA).
 
         Raises:
             FloatingPointError: a loss term became NaN/inf (the run stops; nothing is
@@ -296,20 +281,12 @@ class ClassificationForgetter:
             else None
         )
         label_gen = torch.Generator().manual_seed(seed + 2)
-        forgotten = task.forgotten
-        retained = tuple(c for c in task.retain if c not in set(task.missing))
         exclude = torch.tensor(task.forgotten, dtype=torch.long)
 
-        period, patience = int(f.EARLY_STOP.PERIOD), int(f.EARLY_STOP.PATIENCE)
-        best = {"score": -math.inf, "step": 0, "state": None}
-        # Patience only counts once the score has beaten the starting model's: forgetting
-        # often shows nothing for the first evaluations, which is no reason to stop.
-        initial_score = (
-            early_stop_score(self.evaluate("val_eval"), forgotten, retained)
-            if period > 0
-            else math.inf
+        stopper = ForgetStopper(
+            StopRule.from_config(cfg, self.spec, "accuracy"), self.names(task.forget), max_iter
         )
-        stale = 0
+        heldout = self._heldout(task)
         terms: dict[str, torch.Tensor] = {}
         logger.info(
             "task %d: %s on %d forget / %d retain images, %d steps",
@@ -360,30 +337,17 @@ class ClassificationForgetter:
                     ", ".join(f"{k[5:]} {v.item():.4f}" for k, v in terms.items()),
                     format_eta(elapsed / (step + 1) * (max_iter - step - 1)),
                 )
-            if period > 0 and ((step + 1) % period == 0 or step + 1 == max_iter):
-                score = early_stop_score(self.evaluate("val_eval"), forgotten, retained)
+            raw_retain = inputs.get("retain_loss")
+            stopper.observe(step, None if raw_retain is None else float(raw_retain.detach()))
+            if stopper.due(step):
+                scores, losses = self._heldout_check(heldout, task)
                 self.model.train()
-                if score > best["score"]:
-                    best = {
-                        "score": score,
-                        "step": step + 1,
-                        "state": {n: p.detach().clone() for n, p in params.items()},
-                    }
-                    stale = 0
-                elif best["score"] > initial_score:
-                    stale += 1
-                    if stale >= patience and step + 1 < max_iter:
-                        logger.info("task %d: early stop at step %d", task.index, step + 1)
-                        break
-        if best["state"] is not None:
-            with torch.no_grad():
-                for n, p in params.items():
-                    p.copy_(best["state"][n])
+                if stopper.check(step, scores, losses):
+                    break
         self.model.eval()
         stats: dict[str, Any] = {
             "steps": step + 1,
-            "best_step": best["step"] if best["state"] is not None else step + 1,
-            "best_val_score": None if best["state"] is None else best["score"],
+            "stopping": stopper.summary(step + 1),
             "seconds": time.perf_counter() - start,
             "forget_images": len(data.forget),
             "retain_images": len(data.retain),
@@ -394,13 +358,40 @@ class ClassificationForgetter:
                 objective.groups, cfg.FORGET.SPARSITY.ZERO_REL_THRESHOLD
             )
         logger.info(
-            "task %d done in %.1fs (best val score %s at step %s)",
+            "task %d done in %.1fs, %d steps (%s)",
             task.index,
             stats["seconds"],
-            None if stats["best_val_score"] is None else round(stats["best_val_score"], 2),
-            stats["best_step"],
+            stats["steps"],
+            stats["stopping"]["reason"],
         )
         return stats
+
+    def names(self, ids) -> list[str]:
+        """Class names of contiguous ids."""
+        return [self.data.test.classes[int(c)] for c in ids]
+
+    def _heldout(self, task: ForgetTask) -> ImageClassData:
+        """The held-out forget split of the stopping rule: the forget classes' samples of
+        the validation split carved from train (``CLS.VAL_EVAL_PER_CLASS`` per class)."""
+        keep = torch.isin(self.val_eval.labels, torch.tensor(list(task.forget), dtype=torch.long))
+        return self.val_eval.subset(torch.nonzero(keep).flatten())
+
+    def _heldout_check(
+        self, heldout: ImageClassData, task: ForgetTask
+    ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+        """Accuracy (%) and mean cross-entropy of each forget class on the held-out split."""
+        names = self.names(task.forget)
+        if len(heldout) == 0:
+            return dict.fromkeys(names), dict.fromkeys(names)
+        preds, logits = predict(self.model, heldout.images, self.cfg.CLS.EVAL_BATCH_SIZE)
+        acc = accuracy_per_class(preds, heldout.labels, self.num_classes)
+        ce = F.cross_entropy(logits, heldout.labels.long(), reduction="none")
+        classes, means = per_class_mean(ce, heldout.labels.long())
+        loss = {int(c): float(m) for c, m in zip(classes, means, strict=True)}
+        return (
+            {n: acc.get(int(c)) for n, c in zip(names, task.forget, strict=True)},
+            {n: loss.get(int(c)) for n, c in zip(names, task.forget, strict=True)},
+        )
 
     def _step_inputs(
         self,
@@ -555,7 +546,7 @@ def summarize_run(result: Mapping[str, Any]) -> dict[str, Any]:
                 "retain_change": s["retain_change"],
                 "seconds": rec["train"].get("seconds"),
                 "steps": rec["train"].get("steps"),
-                "best_step": rec["train"].get("best_step"),
+                "stopped_at": (rec["train"].get("stopping") or {}).get("stopped_at"),
                 "zero_group_ratio": rec["train"].get("zero_group_ratio"),
             }
         )

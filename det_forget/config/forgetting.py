@@ -26,13 +26,14 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.JITTER_COPIES": frozenset(("rcnn",)),
     "FORGET.EVAL_BEFORE": _DETECTION,
     "FORGET.BEFORE_REPORT": _DETECTION,
+    "FORGET.BEFORE_FROM_CARD": _DETECTION,
+    "FORGET.EARLY_STOP.HELDOUT_IMAGES": _DETECTION,
     "FORGET.FATE_SCORE_THRESH": _DETECTION,
     "FORGET.FATE_IOU_THRESH": _DETECTION,
     "FORGET.LORA.QKV_MODULES": _QKV,
     "FORGET.LORA.QKV_PARTS": _QKV,
     "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
     "FORGET.PROTOTYPE.RETAIN_WEIGHT": _CLASSIFICATION,
-    "FORGET.EARLY_STOP": _CLASSIFICATION,
     "FORGET.NO_RETAIN.L1_WEIGHT": _QKV,
 }
 
@@ -76,9 +77,8 @@ def add_forget_node(cfg: CN) -> None:
     cfg.FORGET.SHOTS = 0
     # Seed of the DATA_RATIO / SHOTS subsampling.
     cfg.FORGET.DATA_SEED = 0
-    # Training steps per task. Detection runs len(tasks) * MAX_ITER iterations of
-    # detectron2's loop (SOLVER.MAX_ITER is set from it); classification stops a task
-    # earlier when early stopping says so.
+    # Training steps per task: the ceiling. Every task type stops a task earlier when
+    # the stopping rule (EARLY_STOP below) says its classes are forgotten.
     cfg.FORGET.MAX_ITER = 300
     # Also write the model with every adapter merged into its weights at the end
     # (a plain checkpoint of the original architecture).
@@ -122,6 +122,12 @@ def add_forget_node(cfg: CN) -> None:
     # forget_report.json of a run); "" evaluates (or not, per EVAL_BEFORE).
     # Read by: rcnn, detr.
     cfg.FORGET.BEFORE_REPORT = ""
+    # With EVAL_BEFORE and no BEFORE_REPORT: take the "before" per-class AP from the model
+    # card next to MODEL.WEIGHTS (<weights stem>.json, "evaluations") when it holds an
+    # evaluation of the same weights (sha256) on the same val set (content sha256) with
+    # the same test-time settings, instead of evaluating again
+    # (det_forget/evaluation/before.py). False: always evaluate. Read by: rcnn, detr.
+    cfg.FORGET.BEFORE_FROM_CARD = True
     # Object fate (det_forget/evaluation/object_fate.py): every ground-truth object of a
     # forgotten class is "detected" (a detection of its class), "relabelled" (of another
     # class) or "gone", counting detections with score >= FATE_SCORE_THRESH and IoU >=
@@ -235,12 +241,32 @@ def add_forget_node(cfg: CN) -> None:
     cfg.FORGET.BASELINE.EWC_SAMPLES = 256
 
     # ------------------------------------------------------------------------------------ #
-    # Early stopping on the validation split. Read by: classification, face.
+    # Stop when forgotten: one rule for every task type (det_forget/forgetting/stopping.py)
     # ------------------------------------------------------------------------------------ #
+    # Every PERIOD steps the model is scored on a small held-out forget split: forget-class
+    # images of the training data the task does not train on (detection:
+    # HELDOUT_IMAGES of them; classification/face: the validation split carved from
+    # train, CLS.VAL_EVAL_PER_CLASS per class); never the evaluation split. A check passes
+    # when every forget class's held-out forget loss is within BOUND_TOL of LOSS.BOUND
+    # (methods with the bounded loss), its held-out score (AP for detection, accuracy for
+    # classification, %) is <= SCORE_TARGET, and the mean training retain loss since the
+    # last check is at most (1 + RETAIN_MARGIN) x its mean over the task's first PERIOD
+    # steps (methods with retain data). PATIENCE passing checks in a row end the task
+    # ("stopped at iteration K: ..." in the log, train.stopping in history.json);
+    # MAX_ITER stays the ceiling. The weights at the stop are kept. retrain never stops
+    # early (fresh weights: its retain loss starts at chance).
     cfg.FORGET.EARLY_STOP = CN()
-    # Score mean(Acc_r, 100 - Acc_f) on the validation split every PERIOD steps and keep
-    # the best weights; 0 disables it (train MAX_ITER steps, keep the last weights).
-    cfg.FORGET.EARLY_STOP.PERIOD = 0
-    # Stop a task after this many evaluations in a row without a better score (counted
-    # once the score beat the starting model's).
-    cfg.FORGET.EARLY_STOP.PATIENCE = 5
+    # Steps between checks; 0 disables the rule (every task trains MAX_ITER steps).
+    cfg.FORGET.EARLY_STOP.PERIOD = 20
+    # Passing checks in a row that stop a task.
+    cfg.FORGET.EARLY_STOP.PATIENCE = 2
+    # The most a forget class may score on the held-out split, in % (AP or accuracy).
+    cfg.FORGET.EARLY_STOP.SCORE_TARGET = 2.0
+    # Nats below LOSS.BOUND that a forget class's held-out CE_WEIGHT x CE may stay.
+    cfg.FORGET.EARLY_STOP.BOUND_TOL = 0.5
+    # Relative rise of the retain loss over its start that still allows a stop.
+    cfg.FORGET.EARLY_STOP.RETAIN_MARGIN = 0.1
+    # Detection: held-out forget images (taken from the training images DATA_RATIO /
+    # SHOTS leave out; if too few, from the forget training images while at least as
+    # many remain to train on). Read by: rcnn, detr.
+    cfg.FORGET.EARLY_STOP.HELDOUT_IMAGES = 16

@@ -1,7 +1,7 @@
 """``check_ignored_keys``: refuse a config that sets a key its task type never reads.
 
 A yacs config accepts every key it defines, whatever the model: without this check a
-detection run with ``FORGET.EARLY_STOP.PERIOD 5`` would train without early stopping and
+classification run with ``FORGET.JITTER_COPIES 8`` would train without jittered boxes and
 say nothing. Which task types read which keys is declared next to the keys
 (:data:`det_forget.config.forgetting.READ_BY`, ``READ_BY`` in
 :mod:`det_forget.classification.config`).

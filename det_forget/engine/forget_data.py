@@ -2,7 +2,9 @@
 
 Each step yields ``{"forget": batch, "retain": batch}`` (one side omitted when the method
 does not use it). Both loaders are detectron2 train loaders (infinite, sharded across
-processes); the forget set is usually far smaller, so it simply cycles faster.
+processes); the forget set is usually far smaller, so it simply cycles faster. With the
+stopping rule on, each task also sets aside a small held-out forget split (training images
+the task does not train on, see :mod:`det_forget.engine.heldout`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from detectron2.data.samplers import TrainingSampler
 from ..data.checks import check_images, load_dataset
 from ..data.forget_retain import ForgetRetainSplit, build_forget_retain_split
 from ..forgetting import ForgetTask
+from .heldout import heldout_forget_dicts
 
 __all__ = ["TaskDataLoader", "thing_classes_of"]
 
@@ -47,12 +50,18 @@ class TaskDataLoader:
         self.use_forget = use_forget
         self.use_retain = use_retain
         self.split: ForgetRetainSplit | None = None
+        self.heldout: list[dict] = []
+        self.heldout_source = ""
         self._version = 0
         self._skip = 0
         self._loaders: dict[str, object] = {}
 
     def set_task(
-        self, task: ForgetTask, skip_batches: int = 0, seed: int | None = None
+        self,
+        task: ForgetTask,
+        skip_batches: int = 0,
+        seed: int | None = None,
+        heldout_images: int = 0,
     ) -> ForgetRetainSplit:
         """Build the views and loaders of ``task``; the running iterator switches over.
 
@@ -61,6 +70,8 @@ class TaskDataLoader:
             skip_batches: batches of this task already trained on (a resumed run): both
                 loaders start after them, so the run sees the data it would have seen.
             seed: shuffling seed of the loaders (None: detectron2's shared random seed).
+            heldout_images: size of the held-out forget split of the stopping rule
+                (:attr:`heldout`; 0: none, the training data is exactly the split's).
         """
         f = self.cfg.FORGET
         self.split = build_forget_retain_split(
@@ -72,9 +83,17 @@ class TaskDataLoader:
             shots=f.SHOTS,
             seed=f.DATA_SEED,
         )
+        self.heldout, self.heldout_source = [], ""
+        if heldout_images > 0:
+            everything = [r for name in self.cfg.DATASETS.TRAIN for r in load_dataset(name)]
+            self.heldout, self.split, self.heldout_source = heldout_forget_dicts(
+                everything, self.split, heldout_images, seed=f.DATA_SEED + task.index
+            )
         # Every image this task will sample, checked now rather than when a worker draws it.
-        used = (self.split.forget_dicts if self.use_forget else []) + (
-            self.split.retain_dicts if self.use_retain else []
+        used = (
+            (self.split.forget_dicts if self.use_forget else [])
+            + (self.split.retain_dicts if self.use_retain else [])
+            + self.heldout
         )
         check_images(used, len(self.split.thing_classes), ", ".join(self.cfg.DATASETS.TRAIN))
         mapper = DatasetMapper(self.cfg, is_train=True)
@@ -98,10 +117,13 @@ class TaskDataLoader:
                 )
         stats = self.split.stats()
         logger.info(
-            "task %d data: %d forget images, %d retain images",
+            "task %d data: %d forget images, %d retain images%s",
             task.index,
             len(self.split.forget_dicts),
             len(self.split.retain_dicts),
+            f", {len(self.heldout)} held-out forget images ({self.heldout_source})"
+            if heldout_images > 0
+            else "",
         )
         logger.debug("task data statistics: %s", stats)
         self._skip = skip_batches

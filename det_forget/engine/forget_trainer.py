@@ -1,13 +1,16 @@
 """``ForgetTrainer``: GS-LoRA forgetting (one task or a continual sequence) in detectron2.
 
-One run = ``len(tasks) * FORGET.MAX_ITER`` iterations of detectron2's training loop.
-Detection keeps detectron2's loop; the task sequence, the task boundary and the run
-directory are the shared :class:`~det_forget.forgetting.TaskRunner`'s. A thin hook
-(:class:`ForgetTaskHook`) switches the data and objective at each task start, and at each
-task end evaluates COCO AP and hands the result to the runner (which records the task,
-saves its adapter, writes ``history.json``, merges and resets the adapters), then starts
-the next task with a fresh optimizer state. The history is part of every checkpoint, so
-``--resume`` continues a killed run where it stopped.
+Task ``i`` owns iterations ``[i * FORGET.MAX_ITER, (i + 1) * FORGET.MAX_ITER)`` of
+detectron2's training loop (``SOLVER.MAX_ITER = len(tasks) * FORGET.MAX_ITER``); a task
+that the stopping rule (:mod:`det_forget.forgetting.stopping`, checked on a held-out
+forget split, :mod:`.heldout`) ends early skips the rest of its iterations. The task
+sequence, the task boundary and the run directory are the shared
+:class:`~det_forget.forgetting.TaskRunner`'s. A thin hook (:class:`ForgetTaskHook`)
+switches the data and objective at each task start, makes the stopping checks, and at
+each task end evaluates COCO AP and hands the result to the runner (which records the
+task, saves its adapter, writes ``history.json``, merges and resets the adapters), then
+starts the next task with a fresh optimizer state. The history and the stopping state are
+part of every checkpoint, so ``--resume`` continues a killed run where it stopped.
 
 Outputs in ``OUTPUT_DIR``: the run directory of :mod:`det_forget.forgetting.run_dir`
 (``config.yaml``, ``history.json``, ``adapters/task_XX/``, ``model_merged.pth`` +
@@ -29,9 +32,11 @@ from detectron2.engine import hooks
 from detectron2.engine.train_loop import HookBase
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
+from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
 from ..config import check_ignored_keys, lora_config_from_cfg
+from ..evaluation.before import card_path_of, evaluation_key, find_card_before
 from ..evaluation.coco_forget import ForgetCOCOEvaluator, fate_thresholds, load_before
 from ..forgetting import (
     ForgetTask,
@@ -46,9 +51,11 @@ from ..forgetting import (
 )
 from ..forgetting.request import check_resume_request, run_request, write_request
 from ..forgetting.schedule import lr_factor
+from ..forgetting.stopping import ForgetStopper, StopRule
 from ..utils.io import atomic_write, remove_stale_temporaries
 from .base_trainer import DetectionTrainer
 from .forget_data import TaskDataLoader, thing_classes_of
+from .heldout import HeldoutCheck
 from .inference import detector_config, save_merged_checkpoint
 
 __all__ = ["ForgetTrainer", "ForgetTaskHook", "check_resume", "finalize_forget_config"]
@@ -102,6 +109,9 @@ class ForgetTaskHook(HookBase):
         self.per_task = cfg.FORGET.MAX_ITER
         self.before: dict[str, Any] | None = None
         self.current: int | None = None
+        self.rule = StopRule.from_config(cfg, runner.method, "AP")
+        self.stoppers = [self._new_stopper(t) for t in tasks]
+        self.check: HeldoutCheck | None = None
         # Every iteration reseeds torch's RNG from (run seed, iteration), so box jitter and
         # RoI sampling do not depend on how much randomness earlier steps consumed: a
         # resumed run repeats exactly the steps an uninterrupted one would take.
@@ -114,31 +124,70 @@ class ForgetTaskHook(HookBase):
         return self.runner.records
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "before": self.before, "seed": self.seed}
+        return {
+            "history": self.history,
+            "before": self.before,
+            "seed": self.seed,
+            "stopping": [s.state_dict() for s in self.stoppers],
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.runner.history.tasks = list(state.get("history", []))
         self.before = state.get("before")
         self.seed = int(state.get("seed", self.seed))
+        for stopper, saved in zip(self.stoppers, state.get("stopping", []), strict=False):
+            stopper.load_state_dict(saved)
+
+    def _new_stopper(self, task: ForgetTask) -> ForgetStopper:
+        names = [self.runner.class_names[c] for c in task.forget]
+        return ForgetStopper(self.rule, names, self.per_task)
+
+    @property
+    def _checks_possible(self) -> bool:
+        """Whether the rule can ever check (else no held-out split is set aside)."""
+        return self.rule.enabled and self.rule.period < self.per_task
 
     def task_of(self, iteration: int) -> int:
         return min(iteration // self.per_task, len(self.tasks) - 1)
+
+    def _steps_done(self, index: int, start: int) -> bool:
+        """Whether task ``index`` trained all its steps before iteration ``start``."""
+        return start >= (index + 1) * self.per_task or self.stoppers[index].stopped_at is not None
+
+    def next_iter(self, iteration: int) -> int:
+        """The iteration after ``iteration``: the next one, or the next task's first one
+        when the task of ``iteration`` stopped early (the training loop jumps there)."""
+        index = self.task_of(iteration)
+        if self.stoppers[index].stopped_at is not None and len(self.history) > index:
+            return min((index + 1) * self.per_task, self.trainer.max_iter)
+        return iteration + 1
+
+    def first_iter(self, start: int) -> int:
+        """Where a (resumed) run continues: past the slots of tasks that stopped early."""
+        it = start
+        while it < self.trainer.max_iter and self.stoppers[self.task_of(it)].stopped_at is not None:
+            it = (self.task_of(it) + 1) * self.per_task
+        return it
 
     def before_train(self) -> None:
         start = self.trainer.start_iter
         if self.before is None or start == 0:
             self.before = self._initial_before()
-        trained = min(start // self.per_task, len(self.tasks))
+        trained = sum(self._steps_done(i, start) for i in range(len(self.tasks)))
         if len(self.history) < trained:
             # Resumed from the checkpoint written when a task's steps were done but before
             # its outputs (the run stopped while writing them): finish that task now.
             pending = len(self.history)
             logger.info("Finishing task %d, whose outputs were not written", pending)
-            self.data.set_task(self.tasks[pending], seed=self.seed)
+            heldout = self.cfg.FORGET.EARLY_STOP.HELDOUT_IMAGES if self._checks_possible else 0
+            self.data.set_task(self.tasks[pending], seed=self.seed, heldout_images=heldout)
             self._finish_task(pending)
             self.trainer.checkpointer.save(self._boundary_checkpoint(pending))
             if trained == len(self.tasks):
                 return
+        start = self.first_iter(start)
+        if start >= self.trainer.max_iter:
+            return
         index = self.task_of(start)
         if self.current != index:
             self._start_task(index, skip_batches=start - index * self.per_task)
@@ -151,6 +200,18 @@ class ForgetTaskHook(HookBase):
             return {c: {"AP": v, "AP50": ap50.get(c)} for c, v in ap.items()}
         if not self.cfg.FORGET.EVAL_BEFORE:
             return None
+        if self.cfg.FORGET.BEFORE_FROM_CARD and self.cfg.MODEL.WEIGHTS:
+            card = card_path_of(self.cfg.MODEL.WEIGHTS)
+            key = evaluation_key(self.cfg, self.cfg.DATASETS.TEST[0])
+            found = None if key is None else find_card_before(card, key, self.trainer.thing_classes)
+            if found is not None:
+                logger.info(
+                    "Before forgetting: per-class AP from the model card %s (same weights, "
+                    "val set %s and test settings by sha256), not evaluated again",
+                    card,
+                    key.val_set,
+                )
+                return found
         logger.info("Evaluating the model before forgetting ...")
         return self.trainer.evaluate_task(self.tasks[0], before=None)[1]
 
@@ -158,7 +219,23 @@ class ForgetTaskHook(HookBase):
         task = self.tasks[index]
         self.current = index
         model = _unwrap(self.trainer.model)
-        self.data.set_task(task, skip_batches=skip_batches, seed=self.seed)
+        heldout = self.cfg.FORGET.EARLY_STOP.HELDOUT_IMAGES if self._checks_possible else 0
+        self.data.set_task(task, skip_batches=skip_batches, seed=self.seed, heldout_images=heldout)
+        self.check = None
+        if heldout and self.data.heldout:
+            self.check = HeldoutCheck(
+                self.cfg,
+                self.data.heldout,
+                task.forget,
+                self.runner.class_names,
+                batch_size=self.cfg.SOLVER.IMS_PER_BATCH,
+            )
+        elif heldout:
+            logger.warning(
+                "task %d: no forget-class training image left to hold out; the stopping "
+                "rule cannot check, the task trains FORGET.MAX_ITER steps",
+                index,
+            )
         model.set_task(task, objective=self.trainer.build_objective(model, task))
 
     def before_step(self) -> None:
@@ -168,11 +245,44 @@ class ForgetTaskHook(HookBase):
     def _boundary_checkpoint(self, index: int) -> str:
         return "model_final" if index + 1 == len(self.tasks) else f"model_task{index:02d}_trained"
 
+    def _retain_loss(self) -> float | None:
+        """This iteration's training retain loss (the sum of the logged retain_* terms)."""
+        latest = self.trainer.storage.latest()
+        values = [
+            float(v)
+            for k, (v, i) in latest.items()
+            if k.startswith("retain_") and i == self.trainer.iter
+        ]
+        return sum(values) if values else None
+
+    def _stop_check(self, index: int, step: int) -> bool:
+        """Observe this step; make a stopping check when one is due. True: stop now."""
+        stopper = self.stoppers[index]
+        stopper.observe(step, self._retain_loss())
+        if not stopper.due(step) or self.check is None:
+            return False
+        ap, losses = self.check(_unwrap(self.trainer.model))
+        stop = stopper.check(step, ap, losses)
+        if comm.get_world_size() > 1:
+            # Only the main process logs the retain loss: its decision is the run's.
+            state = comm.all_gather(stopper.state_dict())[0]
+            stopper.load_state_dict(state)
+            stop = stopper.stopped_at is not None
+        last = stopper.checks[-1]
+        self.trainer.storage.put_scalars(
+            **{f"stop/heldout_AP/{k}": v for k, v in last.scores.items() if v is not None},
+            **{f"stop/heldout_nll/{k}": v for k, v in (last.forget_loss or {}).items() if v},
+            **{"stop/passed": float(last.passed), "stop/stopped": float(stop)},
+            smoothing_hint=False,
+        )
+        return stop
+
     def after_step(self) -> None:
-        it = self.trainer.iter + 1
-        if it % self.per_task or it // self.per_task > len(self.tasks):
+        index = self.task_of(self.trainer.iter)
+        step = self.trainer.iter - index * self.per_task
+        stopped = self._stop_check(index, step)
+        if not stopped and step + 1 < self.per_task:
             return
-        index = it // self.per_task - 1
         # The trained state goes to disk before anything that can fail on other paths (the
         # adapter folder, the history): a failure there loses no training, --resume
         # finishes the task (see before_train).
@@ -185,12 +295,21 @@ class ForgetTaskHook(HookBase):
         task = self.tasks[index]
         results, after = self.trainer.evaluate_task(task, before=self.before)
         split = self.data.split
+        stopper = self.stoppers[index]
+        steps = stopper.stopped_at or self.per_task
+        stopping = stopper.summary(steps)
+        stopping["heldout_images"] = len(self.data.heldout)
+        stopping["heldout_source"] = self.data.heldout_source
         try:
             self.runner.end_task(
                 task,
                 before=None if self.before is None else _score(self.before, "AP"),
                 after=_score(after, "AP"),
-                train={"iterations": [index * self.per_task, (index + 1) * self.per_task]},
+                train={
+                    "iterations": [index * self.per_task, index * self.per_task + steps],
+                    "steps": steps,
+                    "stopping": stopping,
+                },
                 details={
                     "AP50_before": None if self.before is None else _score(self.before, "AP50"),
                     "AP50_after": _score(after, "AP50"),
@@ -367,7 +486,7 @@ class ForgetTrainer(DetectionTrainer):
         return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
 
     def train(self):
-        super().train()
+        self._train_loop(self.start_iter, self.max_iter)
         if comm.is_main_process():
             self.log_history()
             if self.cfg.FORGET.SAVE_MERGED:
@@ -380,6 +499,41 @@ class ForgetTrainer(DetectionTrainer):
                         "the cause and run the same command with --resume to write it"
                     ) from e
         return self.task_hook.history
+
+    def _train_loop(self, start_iter: int, max_iter: int) -> None:
+        """detectron2's ``TrainerBase.train`` loop, except that the iteration after a task
+        the stopping rule ended is the next task's first (:meth:`ForgetTaskHook.next_iter`).
+        """
+        logger.info("Starting training from iteration %d", start_iter)
+        self.iter = self.start_iter = start_iter
+        self.max_iter = max_iter
+        with EventStorage(start_iter) as self.storage:
+            try:
+                self.before_train()
+                it = self.task_hook.first_iter(start_iter)
+                if it != start_iter:
+                    self._seek(it)
+                while it < max_iter:
+                    self.iter = it
+                    self.before_step()
+                    self.run_step()
+                    self.after_step()
+                    following = self.task_hook.next_iter(it)
+                    if following != it + 1 and following < max_iter:
+                        self._seek(following)
+                    it = following
+                # As in detectron2: iter == max_iter tells after_train the run finished.
+                self.iter = max_iter
+            except Exception:
+                logger.exception("Exception during training:")
+                raise
+            finally:
+                self.after_train()
+
+    def _seek(self, iteration: int) -> None:
+        """Put the learning-rate schedule where iteration ``iteration`` starts."""
+        self.scheduler.last_epoch = iteration - 1
+        self.scheduler.step()
 
     def log_history(self) -> None:
         """One table: AP_f, AP_r, AP_o, Drop, H-Mean before/after each task."""

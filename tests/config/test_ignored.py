@@ -10,7 +10,6 @@ from torch_threads import one_torch_thread
 from det_forget.classification.cli import setup_cfg
 from det_forget.config import check_ignored_keys
 from det_forget.config.ignored import task_type_defaults
-from det_forget.engine import finalize_forget_config
 from det_forget.engine.inference import build_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -55,16 +54,17 @@ def test_classification_refuses_every_detection_key_at_once():
 
 
 def test_classification_reads_its_own_early_stopping_default():
-    # get_classification_cfg's PERIOD is 25, detection's 0: both are defaults, not errors.
+    # get_classification_cfg's PERIOD is 25, detection's 20: both are defaults, not errors.
     assert setup_cfg(GS_LORA, ["FORGET.EARLY_STOP.PERIOD", "5"]).FORGET.EARLY_STOP.PERIOD == 5
 
 
-def test_detection_refuses_early_stopping():
-    cfg = build_config(RCNN, ["FORGET.EARLY_STOP.PERIOD", 5])
-    with pytest.raises(ValueError, match=r"FORGET\.EARLY_STOP\.PERIOD = 5 .*classification, face"):
-        check_ignored_keys(cfg)
-    with pytest.raises(ValueError, match="EARLY_STOP"):
-        finalize_forget_config(cfg)
+def test_stopping_rule_is_read_by_every_task_type_but_held_out_images_by_detection():
+    # One stopping rule for every task type (det_forget/forgetting/stopping.py).
+    check_ignored_keys(build_config(RCNN, ["FORGET.EARLY_STOP.PERIOD", 5]))
+    assert setup_cfg(GS_LORA, ["FORGET.EARLY_STOP.PATIENCE", "3"]).FORGET.EARLY_STOP.PATIENCE == 3
+    # Classification holds out its validation split, not HELDOUT_IMAGES detection images.
+    with pytest.raises(ValueError, match=r"FORGET\.EARLY_STOP\.HELDOUT_IMAGES = 4 .*detr, rcnn"):
+        setup_cfg(GS_LORA, ["FORGET.EARLY_STOP.HELDOUT_IMAGES", "4"])
 
 
 def test_detection_refuses_prototype_retain_weight():

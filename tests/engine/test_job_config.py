@@ -146,7 +146,7 @@ def test_adapters_go_where_the_registry_says(demo_cfg, tmp_path, method):
         ({"extra_opts": ["SOLVER.IMS_PER_BATCH"]}, "KEY VALUE pairs"),
         ({"extra_opts": ["SOLVER.NO_SUCH_KEY", "1"]}, "SOLVER.NO_SUCH_KEY"),
         ({"extra_opts": ["FORGET.MAX_ITER", "'many'"]}, "invalid option"),
-        ({"extra_opts": ["FORGET.EARLY_STOP.PERIOD", "10"]}, "rcnn models ignore"),
+        ({"extra_opts": ["FORGET.SPARSITY.ZERO_REL_THRESHOLD", "0.5"]}, "rcnn models ignore"),
     ],
     ids=["max-iter", "data-ratio", "odd-options", "unknown-key", "bad-type", "ignored-key"],
 )
