@@ -30,6 +30,8 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.EARLY_STOP.HELDOUT_IMAGES": _DETECTION,
     "FORGET.FATE_SCORE_THRESH": _DETECTION,
     "FORGET.FATE_IOU_THRESH": _DETECTION,
+    "FORGET.LOSS.FORGET_WEIGHTS": _DETECTION,
+    "FORGET.LOSS.DETR_FORGET": frozenset(("detr",)),
     "FORGET.LORA.QKV_MODULES": _QKV,
     "FORGET.LORA.QKV_PARTS": _QKV,
     "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
@@ -176,11 +178,21 @@ def add_forget_node(cfg: CN) -> None:
     cfg.FORGET.LOSS.BOUND = 15.0
     # beta: weight of the bounded forget term in the total loss.
     cfg.FORGET.LOSS.FORGET_WEIGHT = 0.2
+    # One beta per continual task, e.g. [0.015, 0.02, 0.025] (GS-LoRA's continual COCO
+    # script); when not empty it replaces FORGET_WEIGHT and needs a value for every task.
+    # Read by: rcnn, detr.
+    cfg.FORGET.LOSS.FORGET_WEIGHTS = []
     # w: factor on the forget cross-entropy inside the ReLU.
     cfg.FORGET.LOSS.CE_WEIGHT = 1.0
     # True bounds each forget class's mean CE separately, so a class already forgotten
     # cannot hide one that is not; False bounds the batch mean (the reference).
     cfg.FORGET.LOSS.PER_CLASS = True
+    # DETR's forget loss: "matched" (det_forget's: -log p(class) of the queries matched to
+    # forget boxes on every decoder layer, bounded per class by default, + their L1/GIoU)
+    # or "reference" (GS-LoRA's released detector code: the criterion's classification
+    # loss over all queries of forget images, last layer only, bounded on the batch, which
+    # needs PER_CLASS False, + the matched L1/GIoU). See docs/detr.md. Read by: detr.
+    cfg.FORGET.LOSS.DETR_FORGET = "matched"
     # Weight of the retain loss (the detector's own losses, or CE on retained classes).
     cfg.FORGET.LOSS.RETAIN_WEIGHT = 1.0
 

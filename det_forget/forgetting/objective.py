@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigValueError
 from .groups import ParamGroup, SparsityWarmup, build_groups, group_lasso, lora_b_l1
 from .losses import bounded_forget_loss, negative_gradient_loss, reciprocal_forget_loss
 from .methods import ForgetMethod, get_method
@@ -30,6 +31,8 @@ class ForgettingObjective:
         method: a ``FORGET.METHOD`` name (:data:`~det_forget.forgetting.methods.METHODS`).
         bound: BND of the bounded forget loss.
         forget_weight: beta on the bounded forget term.
+        forget_weights: one beta per continual task (GS-LoRA's detection scripts give each
+            task its own); when not empty, :meth:`use_task` sets ``forget_weight`` from it.
         ce_weight: factor on the forget loss inside ``ReLU(BND - w * L)``.
         per_class: per-class bounding (default) instead of the batch mean.
         retain_weight: weight of the retain loss.
@@ -45,6 +48,7 @@ class ForgettingObjective:
     method: str = "gs_lora"
     bound: float = 15.0
     forget_weight: float = 0.2
+    forget_weights: tuple[float, ...] = ()
     ce_weight: float = 1.0
     per_class: bool = True
     retain_weight: float = 1.0
@@ -66,6 +70,24 @@ class ForgettingObjective:
             raise ValueError(f"method {self.method!r} needs groups and a sparsity schedule")
         if any(t.startswith("loss_weight_") for t in terms) and self.anchor is None:
             raise ValueError(f"method {self.method!r} needs a WeightAnchor")
+        self.forget_weights = tuple(float(w) for w in self.forget_weights)
+        if self.forget_weights:
+            self.forget_weight = self.forget_weights[0]
+
+    def use_task(self, index: int) -> None:
+        """Take task ``index``'s beta from :attr:`forget_weights` (no-op when it is empty).
+
+        Raises:
+            ConfigValueError: fewer values than tasks.
+        """
+        if not self.forget_weights:
+            return
+        if not 0 <= index < len(self.forget_weights):
+            raise ConfigValueError(
+                f"FORGET.LOSS.FORGET_WEIGHTS has {len(self.forget_weights)} values "
+                f"{list(self.forget_weights)}; task {index} needs one (one value per task)"
+            )
+        self.forget_weight = self.forget_weights[index]
 
     @classmethod
     def from_config(
@@ -92,6 +114,7 @@ class ForgettingObjective:
             method=method,
             bound=f.LOSS.BOUND,
             forget_weight=f.LOSS.FORGET_WEIGHT,
+            forget_weights=tuple(f.LOSS.FORGET_WEIGHTS),
             ce_weight=f.LOSS.CE_WEIGHT,
             per_class=f.LOSS.PER_CLASS,
             retain_weight=f.LOSS.RETAIN_WEIGHT,

@@ -20,13 +20,18 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 from torchvision.ops import box_convert
 
+from ...errors import ConfigValueError
 from .criterion import SetCriterion
 from .deformable_transformer import DeformableTransformer
 from .matcher import HungarianMatcher
 from .position_encoding import PositionEmbeddingSine
 from .transformer import DetrTransformer
 
-__all__ = ["DETR", "DeformableDETR", "MLP", "DETR_ARCHITECTURES"]
+__all__ = ["DETR", "DeformableDETR", "MLP", "DETR_ARCHITECTURES", "FORGET_LOSS_MODES"]
+
+#: ``FORGET.LOSS.DETR_FORGET`` values: ``"matched"`` (det_forget's matched-query loss) and
+#: ``"reference"`` (GS-LoRA's released detector code); see ``forget_outputs.py``.
+FORGET_LOSS_MODES = ("matched", "reference")
 
 #: Meta-architecture names of the DETR family (read ``MODEL.DETR.*``).
 DETR_ARCHITECTURES = ("DETR", "DeformableDETR")
@@ -45,6 +50,32 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = F.relu(layer(x)) if i < len(self.layers) - 1 else layer(x)
         return x
+
+
+def _forget_loss_mode(cfg) -> str:
+    """``FORGET.LOSS.DETR_FORGET``, checked against the method and the bounding.
+
+    The ``reference`` mode is GS-LoRA's bounded loss on the batch mean, so it needs a
+    method with the bounded forget term and ``FORGET.LOSS.PER_CLASS`` False.
+    """
+    if "FORGET" not in cfg:
+        return "matched"
+    mode = cfg.FORGET.LOSS.DETR_FORGET
+    if mode == "reference":
+        from ...forgetting.methods import get_method
+
+        method = get_method(cfg.FORGET.METHOD)
+        if "loss_forget_bounded" not in method.terms:
+            raise ConfigValueError(
+                f"FORGET.LOSS.DETR_FORGET 'reference' is GS-LoRA's bounded forget loss; "
+                f"FORGET.METHOD {method.name!r} has no bounded forget term (use 'matched')"
+            )
+        if cfg.FORGET.LOSS.PER_CLASS:
+            raise ConfigValueError(
+                "FORGET.LOSS.DETR_FORGET 'reference' bounds the batch's classification loss "
+                "as GS-LoRA's code does; set FORGET.LOSS.PER_CLASS False"
+            )
+    return mode
 
 
 def _criterion_from_config(cfg, focal: bool) -> SetCriterion:
@@ -97,8 +128,17 @@ class _SetPredictionDetector(nn.Module):
         aux_loss: bool = True,
         freeze_backbone: bool = False,
         detections_per_image: int = 100,
+        forget_loss_mode: str = "matched",
     ) -> None:
         super().__init__()
+        if forget_loss_mode not in FORGET_LOSS_MODES:
+            raise ConfigValueError(
+                f"FORGET.LOSS.DETR_FORGET must be one of {list(FORGET_LOSS_MODES)}, "
+                f"got {forget_loss_mode!r}"
+            )
+        #: How forget images are scored when forgetting (``FORGET.LOSS.DETR_FORGET``; see
+        #: :mod:`det_forget.modeling.detr.forget_outputs`).
+        self.forget_loss_mode = forget_loss_mode
         self.backbone = backbone
         self.criterion = criterion
         self.num_classes = num_classes
@@ -124,6 +164,7 @@ class _SetPredictionDetector(nn.Module):
             "aux_loss": d.DEEP_SUPERVISION,
             "freeze_backbone": d.FREEZE_BACKBONE,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "forget_loss_mode": _forget_loss_mode(cfg),
         }
 
     @property

@@ -1,10 +1,20 @@
 """How the DETR family reports forget-class objects to ``ForgettingDetector``.
 
-The reference forgetting loss for set prediction: the decoder's predictions on forget
-images are Hungarian-matched to the forget-class boxes (every decoder layer, as the
-auxiliary losses do); the matched queries' class logits get the bounded forgetting loss
-(``ReLU(BND - w * L_cls)``, per class by default) and their box terms (L1 + GIoU) are
-kept, so the queries still localise what they no longer name.
+Two forget losses, chosen by ``FORGET.LOSS.DETR_FORGET`` (the detector's
+``forget_loss_mode``):
+
+* ``"matched"`` (det_forget's, the default): the decoder's predictions on forget images
+  are Hungarian-matched to the forget-class boxes on every decoder layer (as the auxiliary
+  losses do); each matched query's ``-log p(class)`` (``-log sigmoid`` for Deformable
+  DETR) goes to the objective, which bounds it per class by default, ``ReLU(BND - w * L)``;
+  the box terms (L1 + GIoU) of those matches, averaged over the layers, are kept
+  (weighted by beta), so the queries still localise what they no longer name.
+* ``"reference"`` (GS-LoRA's released detector code): the last decoder layer only, no
+  auxiliary layers; the criterion's weighted classification loss over *all* queries of
+  the forget images (focal loss for Deformable DETR: matched queries against their class,
+  the others against background; times ``CLASS_WEIGHT``, 2 in GS-LoRA) is the one value
+  the objective bounds, ``ReLU(BND - L_cls)`` on the batch (``PER_CLASS`` False); the
+  matched queries' weighted L1 + GIoU (5 and 2 in GS-LoRA) are added with beta.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ def set_prediction_forget_outputs(
     outputs, _ = detector.forward_outputs(batched_inputs)
     targets = detector.prepare_targets(batched_inputs)
     crit = detector.criterion
+    if getattr(detector, "forget_loss_mode", "matched") == "reference":
+        return _reference_forget_outputs(detector, outputs, targets)
     layers = [(outputs["pred_logits"], outputs["pred_boxes"])]
     layers += [(a["pred_logits"], a["pred_boxes"]) for a in outputs["aux_outputs"]]
     # hs is ordered first..last layer; the layer list above is last, then first..
@@ -54,6 +66,28 @@ def set_prediction_forget_outputs(
             "loss_forget_bbox": loss_bbox / len(layers),
             "loss_forget_giou": loss_giou / len(layers),
         },
+    )
+
+
+def _reference_forget_outputs(detector: _SetPredictionDetector, outputs, targets) -> ForgetOutputs:
+    """GS-LoRA's detector forget loss: last layer, classification over all queries."""
+    crit = detector.criterion
+    logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+    num_boxes = max(sum(len(t["labels"]) for t in targets), 1)
+    indices = crit.matcher(logits, boxes, targets)
+    idx = matched_predictions(indices)
+    loss_cls = crit.classification_loss(logits, targets, indices, num_boxes)
+    box = crit.box_losses(boxes, targets, indices, num_boxes)
+    return ForgetOutputs(
+        logits=logits[idx],
+        labels=matched_targets(targets, indices, "labels"),
+        features=outputs["hs"][-1][idx],
+        sigmoid=detector.sigmoid,
+        extra_losses={
+            "loss_forget_bbox": box["loss_bbox"] * crit.weight_dict["loss_bbox"],
+            "loss_forget_giou": box["loss_giou"] * crit.weight_dict["loss_giou"],
+        },
+        forget_loss=(loss_cls * crit.weight_dict["loss_ce"]).reshape(1),
     )
 
 

@@ -56,6 +56,9 @@ class ForgetOutputs:
         sigmoid: classes are independent sigmoids (Deformable DETR), not a softmax.
         extra_losses: detector-specific terms added to the forgetting loss as they are,
             weighted by beta (DETR keeps its box terms on forget objects).
+        forget_loss: when given, the forget loss the objective bounds / negates, in place
+            of ``-log p(label)`` of ``logits`` (DETR's ``reference`` mode: GS-LoRA's
+            criterion classification loss over all queries, shape ``(1,)``).
     """
 
     logits: torch.Tensor
@@ -63,6 +66,7 @@ class ForgetOutputs:
     features: torch.Tensor
     sigmoid: bool = False
     extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    forget_loss: torch.Tensor | None = None
 
 
 #: detector class -> function(detector, batched_inputs, jitter) returning
@@ -206,6 +210,7 @@ class ForgettingDetector(nn.Module):
         self.forgotten_classes = tuple(int(c) for c in task.forgotten)
         if objective is not None:
             self.objective = objective
+        self.objective.use_task(task.index)  # FORGET.LOSS.FORGET_WEIGHTS: beta per task
         self.prototypes = (
             self.classifier_prototypes() if self.objective.spec.uses_prototypes else None
         )
@@ -251,8 +256,10 @@ class ForgettingDetector(nn.Module):
         extra: dict[str, torch.Tensor] = {}
         if obj.uses_forget_data:
             out = self._forget_outputs(self.detector, batched_inputs["forget"], self.jitter_copies)
-            kwargs["forget_loss"] = object_nll(
-                out.logits, self.forget_targets(out.labels), out.sigmoid
+            kwargs["forget_loss"] = (
+                out.forget_loss
+                if out.forget_loss is not None
+                else object_nll(out.logits, self.forget_targets(out.labels), out.sigmoid)
             )
             kwargs["forget_labels"] = out.labels
             if self.prototypes is not None:

@@ -1,0 +1,48 @@
+"""benchmarks/table1.py at --smoke size: the class-by-class protocol's JSON and table."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import table1  # noqa: E402
+
+
+def test_table1_smoke(tmp_path):
+    out = tmp_path / "t1.json"
+    doc = table1.main(["--smoke", "--output", str(out), "--test-per-class", "5"])
+    assert json.loads(out.read_text())["table"] == doc["table"]
+    assert doc["setting"]["classes"] == ["T-shirt/top", "Trouser"]
+    assert doc["setting"]["grid_selection_classes"] == ["T-shirt/top"]
+    assert "never the test split" in doc["setting"]["selection"]
+    assert doc["missing_rows"] == []
+    rows = {r["row"]: r for r in doc["rows"]}
+    assert set(rows) == {"no_retain", "gs_lora"}
+    assert not rows["no_retain"]["uses_retain_data"] and rows["gs_lora"]["uses_retain_data"]
+    for r in rows.values():
+        # the weight was chosen on the validation scores of the selection class
+        assert set(r["select_val_scores"]) == {repr(v) for v in r["grid"]}
+        best = max(r["select_val_scores"].values())
+        assert r["select_val_scores"][repr(r["chosen"])] == best
+        assert [c["class"] for c in r["classes"]] == ["T-shirt/top", "Trouser"]
+        for c in r["classes"]:
+            assert 0 <= c["acc_f"] <= 100 and 0 <= c["acc_r"] <= 100
+            # no missing classes: GS-LoRA's Table 5 convention gives the same Acc_r
+            assert c["acc_r_with_missing"] == c["acc_r"]
+        accs = [c["acc_f"] for c in r["classes"]]
+        assert r["acc_f"]["mean"] == sum(accs) / 2 and r["acc_f"]["max"] == max(accs)
+    orig = doc["original"]["classes"]
+    assert [c["class"] for c in orig] == ["T-shirt/top", "Trouser"]
+    assert "Original model" in doc["table"] and "Poppi" in doc["table"]
+
+
+def test_acc_r_conventions_differ_with_a_missing_class():
+    per_class = {0: 10.0, 1: 80.0, 2: 60.0, 3: 0.0}
+    accs = table1._accs(per_class, 0, missing=(3,))
+    assert accs["acc_f"] == 10.0 and accs["acc_r"] == 70.0
+    assert accs["acc_r_with_missing"] == (80.0 + 60.0 + 0.0) / 3
