@@ -87,6 +87,9 @@ class LoraLinear(nn.Module):
         )
         self.merged = False
         self.disabled = False
+        # Inference without autograd: the effective weight W + scaling * B @ A, cached
+        # until A, B or W change (see _inference_weight).
+        self._weight_cache: tuple[tuple, torch.Tensor] | None = None
         self.reset_lora_parameters()
         # Checkpoints of the unwrapped model name the base weight "<prefix>weight";
         # accept them so a base checkpoint loads straight into a wrapped model.
@@ -184,7 +187,8 @@ class LoraLinear(nn.Module):
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
         """The adapter's contribution for input ``x`` (without the base output)."""
-        x = self.dropout(x.to(self.lora_A[self.parts[0]].dtype))
+        dtype = next(iter(self.lora_A.values())).dtype
+        x = self.dropout(x if x.dtype == dtype else x.to(dtype))
         outs = []
         covered = 0
         for name, (s, e) in self.slices.items():
@@ -197,6 +201,19 @@ class LoraLinear(nn.Module):
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         return out * self.scaling
 
+    def _inference_weight(self) -> torch.Tensor:
+        """``W + scaling * B @ A``, recomputed only when A, B or W changed (in place, as an
+        optimizer step, ``load_state_dict`` or a merge do, or replaced, as ``.to()`` does)."""
+        tensors = (self.base_layer.weight, *self.lora_A.values(), *self.lora_B.values())
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        key += (self.scaling,)
+        if self._weight_cache is None or self._weight_cache[0] != key:
+            weight = self.base_layer.weight + self.get_delta_weight().to(
+                self.base_layer.weight.dtype
+            )
+            self._weight_cache = (key, weight)
+        return self._weight_cache[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             if self.disabled:
@@ -204,9 +221,22 @@ class LoraLinear(nn.Module):
                     "adapters are disabled but merged into the weights; unmerge() first"
                 )
             return self.base_layer(x)
-        out = self.base_layer(x)
         if self.disabled:
-            return out
+            return self.base_layer(x)
+        if not self.training and not torch.is_grad_enabled():
+            # Inference: one matrix product with the effective weight, the base layer's
+            # cost, instead of the base product plus two thin ones, a scale and an add
+            # (the fixed per-layer cost that dominated small models).
+            return F.linear(x, self._inference_weight(), self.base_layer.bias)
+        self._weight_cache = None  # training: the adapter moves every step
+        out = self.base_layer(x)
+        if self.parts == (FULL_PART,) and isinstance(self.dropout, nn.Identity):
+            a, b = self.lora_A[FULL_PART], self.lora_B[FULL_PART]
+            if x.dtype == a.dtype == out.dtype and x.dim() >= 2:
+                # out + scaling * (x A^T) B^T as one fused multiply-add.
+                h = F.linear(x, a).reshape(-1, self.rank)
+                fused = torch.addmm(out.reshape(-1, out.shape[-1]), h, b.t(), alpha=self.scaling)
+                return fused.view(out.shape)
         return out + self.lora_delta(x).to(out.dtype)
 
     def extra_repr(self) -> str:
