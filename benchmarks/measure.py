@@ -294,6 +294,9 @@ def measure_forgetting(spec: dict[str, Any]) -> dict[str, Any]:
             "FORGET.EVAL_BEFORE", False,
             "FORGET.SAVE_MERGED", False,
             "SOLVER.CHECKPOINT_PERIOD", 10**9,
+            # This loop stops on its own criterion (AP_f on val images), so the run's
+            # stopping rule (held-out split, det_forget/forgetting/stopping.py) is off.
+            "FORGET.EARLY_STOP.PERIOD", 0,
         ],
     )  # fmt: skip
     finalize_forget_config(cfg)

@@ -35,7 +35,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
-from ..config import check_ignored_keys, lora_config_from_cfg
+from ..config import check_ignored_keys, check_values, lora_config_from_cfg
 from ..evaluation.before import card_path_of, evaluation_key, find_card_before
 from ..evaluation.coco_forget import ForgetCOCOEvaluator, fate_thresholds, load_before
 from ..forgetting import (
@@ -70,11 +70,10 @@ def finalize_forget_config(cfg) -> None:
     so a typo fails before any model is built.
     """
     check_ignored_keys(cfg)
+    check_values(cfg)
     check_method(cfg.FORGET.METHOD, task_type_of(cfg))
     tasks = tasks_from_config(cfg, thing_classes_of(cfg), cfg.DATASETS.TRAIN[0])
     cfg.SOLVER.MAX_ITER = len(tasks) * cfg.FORGET.MAX_ITER
-    if cfg.FORGET.MAX_ITER <= 0:
-        raise ValueError(f"FORGET.MAX_ITER must be positive, got {cfg.FORGET.MAX_ITER}")
 
 
 def check_resume(cfg) -> None:
@@ -279,6 +278,8 @@ class ForgetTaskHook(HookBase):
 
     def after_step(self) -> None:
         index = self.task_of(self.trainer.iter)
+        if len(self.history) > index:
+            return  # finished (stopped early); a loop that does not jump lands here
         step = self.trainer.iter - index * self.per_task
         stopped = self._stop_check(index, step)
         if not stopped and step + 1 < self.per_task:

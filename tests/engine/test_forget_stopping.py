@@ -81,7 +81,7 @@ def test_forgotten_tasks_stop_early_and_the_next_starts_on_time(tmp_path, tiny_s
 
 def test_a_recognised_class_is_never_stopped_early(tmp_path, tiny_shapes):
     weights = _weights(tmp_path, ["blue_triangle", "cyan_ring"], 30.0)
-    cfg = tiny_cfg(tmp_path / "run", **{**STOP, "MODEL.WEIGHTS": weights, "SOLVER.BASE_LR": 0.0})
+    cfg = tiny_cfg(tmp_path / "run", **{**STOP, "MODEL.WEIGHTS": weights, "SOLVER.BASE_LR": 1e-9})
     _, history = _run(cfg)
     stop = history[0]["train"]["stopping"]
     assert history[0]["train"]["iterations"] == [0, 8]
@@ -91,3 +91,26 @@ def test_a_recognised_class_is_never_stopped_early(tmp_path, tiny_shapes):
         assert not check["passed"]
         # Every box is called the forget class: its forget loss is far below the bound.
         assert any("forget loss" in reason for reason in check["reasons"])
+
+
+def test_resume_after_an_early_stop_finishes_the_task_and_starts_the_next_on_time(
+    tmp_path, tiny_shapes
+):
+    tasks = [["red_circle"], ["cyan_ring"]]
+    weights = _weights(tmp_path, ["red_circle", "cyan_ring"], -30.0)
+    out = tmp_path / "run"
+    kw = {**STOP, "MODEL.WEIGHTS": weights, "FORGET.CLASSES": [], "FORGET.TASKS": tasks}
+    _, full = _run(tiny_cfg(out, **kw))
+    # Killed right after task 1's trained state was saved (its stop), before its outputs.
+    (out / "last_checkpoint").write_text("model_task00_trained.pth")
+    (out / "history.json").unlink()
+    cfg = tiny_cfg(out, **kw)
+    finalize_forget_config(cfg)
+    cfg.freeze()
+    trainer = ForgetTrainer(cfg)
+    trainer.resume_or_load(resume=True)
+    history = trainer.train()
+    assert trainer.start_iter == 4  # the iteration after the stop
+    assert [r["train"]["iterations"] for r in history] == [[0, 4], [8, 12]]
+    assert history[1]["train"]["stopping"]["stopped_at"] == 4
+    assert history[1]["after"] == full[1]["after"]
