@@ -20,7 +20,6 @@ import _compat_pickle
 import os
 import pickle
 import re
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -156,7 +155,11 @@ def load_pickle_weights(path: str | os.PathLike, file=None) -> Any:
         return RestrictedUnpickler(file, source=path).load()
     except UnsafeFileError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+    except (OSError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any other failure means "not a pickle we read"
+        # A text or random file fails inside the unpickler in many ways (UnpicklingError,
+        # EOFError, IndexError, KeyError, UnicodeDecodeError, ...): all are unfit files.
         raise UnfitFileError(
             f"cannot read {path} as a .pkl weights file (truncated or not a pickle): "
             f"{type(e).__name__}: {e}"
@@ -192,12 +195,16 @@ def load_torch_weights(path: str | os.PathLike, file=None) -> Any:
             "since unpickling anything else can run code from the file",
             hint=trusted_conversion_hint(path),
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+    except (FileNotFoundError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a text or random file fails in many ways
+        # RuntimeError, EOFError, BadZipFile, ValueError, and from the legacy (non-zip)
+        # reader IndexError ("pop from empty list") or KeyError on arbitrary bytes.
+        detail = (
+            str(e).split(". ")[0] if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
+        )
         raise UnfitFileError(
-            f"cannot read {path} as a checkpoint (truncated, corrupt or not a torch file): "
-            f"{str(e).split('. ')[0] if str(e) else type(e).__name__}"
+            f"cannot read {path} as a checkpoint (truncated, corrupt or not a torch file): {detail}"
         ) from e
 
 

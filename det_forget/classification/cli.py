@@ -14,7 +14,7 @@ import os
 import torch
 from fvcore.common.config import CfgNode as CN
 
-from ..config import check_ignored_keys
+from ..config import check_ignored_keys, check_values
 from ..config.overrides import check_overrides
 from ..errors import ConfigValueError
 from ..forgetting.methods import check_method, task_type_of
@@ -75,6 +75,7 @@ def setup_cfg(config_file: str = "", opts: list[str] | None = None, freeze: bool
             reason = e.args[0] if isinstance(e, KeyError) and e.args else e
             raise ConfigValueError(f"bad KEY VALUE override: {reason}") from e
     check_ignored_keys(cfg)
+    check_values(cfg)
     check_method(cfg.FORGET.METHOD, task_type_of(cfg))  # before any data is read
     if cfg.CLS.NUM_THREADS > 0:
         torch.set_num_threads(cfg.CLS.NUM_THREADS)

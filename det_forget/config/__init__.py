@@ -7,7 +7,8 @@ One module per concern; each documents every key with a comment where it is assi
 * :mod:`.vit`: ``MODEL.VIT.*``, the ViT + simple feature pyramid backbone;
 * :mod:`.detr`: ``MODEL.DETR.*`` and ``SOLVER.BACKBONE_MULTIPLIER``, the DETR family;
 * :mod:`.optimizer`: ``FORGET.OPTIMIZER`` as a torch optimizer;
-* :mod:`.ignored`: :func:`check_ignored_keys`, which refuses keys a task type ignores.
+* :mod:`.ignored`: :func:`check_ignored_keys`, which refuses keys a task type ignores;
+* :mod:`.values`: :func:`check_values`, which refuses values no run can use.
 
 Classification's ``CLS.*`` keys are in :mod:`det_forget.classification.config`.
 """
@@ -20,11 +21,13 @@ from .detr import add_detr_config
 from .forgetting import add_forget_node
 from .ignored import check_ignored_keys
 from .optimizer import OPTIMIZERS, resolve_optimizer
+from .values import check_values
 from .vit import add_vit_config
 
 __all__ = [
     "add_forget_config",
     "check_ignored_keys",
+    "check_values",
     "lora_config_from_cfg",
     "num_classes_of",
     "OPTIMIZERS",

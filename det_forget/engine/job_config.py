@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import check_ignored_keys
+from ..config import check_ignored_keys, check_values
 from ..forgetting.methods import check_method, task_type_of
 from ..forgetting.tasks import tasks_from_config
 from .inference import class_names_of, forgetting_config
@@ -146,4 +146,5 @@ def build_job_config(
         raise ValueError(f"FORGET.DATA_RATIO must be in (0, 1], got {f.DATA_RATIO}")
     check_method(f.METHOD, task_type_of(cfg))
     check_ignored_keys(cfg)
+    check_values(cfg)
     return cfg

@@ -200,8 +200,19 @@ def test_corrupt_checkpoints_name_the_file(tmp_path, detector_yaml):
         "trunc.safetensors": _truncated(tmp_path / "good.safetensors", tmp_path / "t.safetensors"),
         "empty.pth": _truncated(base, tmp_path / "empty.pth", keep=0),
         "text.pth": str(tmp_path / "text.pth"),
+        # Text and random bytes fail inside torch's legacy reader and the unpickler with
+        # IndexError ("pop from empty list"), KeyError, UnicodeDecodeError...: all unfit.
+        "notes.txt": str(tmp_path / "notes.txt"),
+        "notes.pkl": str(tmp_path / "notes.pkl"),
+        "random.pth": str(tmp_path / "random.pth"),
+        "random.pkl": str(tmp_path / "random.pkl"),
     }
     (tmp_path / "text.pth").write_text("not a checkpoint")
+    (tmp_path / "notes.txt").write_text("these are not weights\n")
+    (tmp_path / "notes.pkl").write_text("these are not weights\n")
+    noise = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    (tmp_path / "random.pth").write_bytes(noise)
+    (tmp_path / "random.pkl").write_bytes(noise)
     for name, path in cases.items():
         with pytest.raises(UnfitFileError) as info:
             load_detector(cfg, path)
@@ -437,6 +448,7 @@ def test_train_net_user_errors_are_one_line(tmp_path, detector_yaml):
         (["FORGET.METHOD", "nonsense"], "valid methods: ['gs_lora'"),
         (["FORGET.MAX_ITER", 2, "--resume"], "put --resume before the KEY VALUE overrides"),
         (["FORGET.NO_SUCH_KEY", 1], "Non-existent"),
+        (["SOLVER.IMS_PER_BATCH", 0], "SOLVER.IMS_PER_BATCH 0 cannot be used"),
         (["OUTPUT_DIR", cfg_path], "is a file, not a folder"),
     ]
     for opts, message in cases:
