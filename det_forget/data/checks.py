@@ -35,8 +35,15 @@ def load_dataset(name: str) -> list[dict[str, Any]]:
 
     try:
         dicts = DatasetCatalog.get(name)
-    except KeyError:
-        raise
+    except KeyError as e:
+        if name not in DatasetCatalog.list():
+            raise  # an unregistered name: detectron2's message lists the registered ones
+        source = MetadataCatalog.get(name).get("json_file", None)
+        where = f" ({source})" if source else ""
+        # e.g. an annotation whose category_id is not in "categories"
+        raise DatasetError(
+            f"cannot load dataset {name!r}{where}: {e.args[0] if e.args else e}"
+        ) from e
     except (ValueError, OSError, AssertionError) as e:
         source = MetadataCatalog.get(name).get("json_file", None)
         where = f" ({source})" if source else ""

@@ -34,6 +34,7 @@ __all__ = [
     "ADAPTER_WEIGHTS_NAME",
     "ADAPTER_CONFIG_NAME",
     "AdapterMismatchError",
+    "adapter_lora_config",
     "base_fingerprint",
     "lora_state_dict",
     "save_adapter",
@@ -44,6 +45,7 @@ __all__ = [
 
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
+_MANIFEST_KEYS = frozenset({"format_version", "lora_config", "layers", "weights_sha256"})
 #: Version 2 records the sha256 of the weights file; version 1 (no checksum) still loads.
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
@@ -159,7 +161,27 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     for key, kind in (("lora_config", dict), ("layers", dict)):
         if not isinstance(doc.get(key), kind):
             raise AdapterMismatchError(f"{path}: {key!r} is missing or not a JSON object")
+    unknown = sorted(set(doc) - _MANIFEST_KEYS)
+    if unknown:
+        raise AdapterMismatchError(
+            f"{path}: unknown keys {unknown} (an adapter manifest holds {sorted(_MANIFEST_KEYS)})"
+        )
     return doc
+
+
+def adapter_lora_config(directory: str | os.PathLike, doc: dict[str, Any]) -> LoraConfig:
+    """The :class:`LoraConfig` of a parsed ``adapter_config.json``.
+
+    Raises:
+        AdapterMismatchError: unknown keys or values of the wrong type or range, naming
+            the file.
+    """
+    try:
+        return LoraConfig.from_dict(doc["lora_config"])
+    except (TypeError, ValueError) as e:
+        raise AdapterMismatchError(
+            f"{Path(directory) / ADAPTER_CONFIG_NAME}: bad lora_config: {e}"
+        ) from e
 
 
 def _check_values(directory: Path, doc: dict[str, Any], config: LoraConfig) -> None:
@@ -216,12 +238,7 @@ def load_adapter(
     """
     directory = Path(directory)
     doc = read_adapter_config(directory)
-    try:
-        config = LoraConfig.from_dict(doc["lora_config"])
-    except (TypeError, ValueError) as e:
-        raise AdapterMismatchError(
-            f"{directory / ADAPTER_CONFIG_NAME}: bad lora_config: {e}"
-        ) from e
+    config = adapter_lora_config(directory, doc)
     weights_path = directory / ADAPTER_WEIGHTS_NAME
     if not weights_path.is_file():
         raise FileNotFoundError(f"adapter weights missing: {weights_path}")
@@ -320,7 +337,12 @@ def load_adapter_sequence(
         if any(True for _ in lora_layers(model)):
             merge_and_reset_adapters(model)
         else:
-            inject_lora(model, LoraConfig.from_dict(doc["lora_config"]))
+            try:
+                inject_lora(model, adapter_lora_config(directory, doc))
+            except ValueError as e:  # its layer names match nothing in this model
+                raise AdapterMismatchError(
+                    f"{Path(directory) / ADAPTER_CONFIG_NAME} does not fit this model: {e}"
+                ) from e
         load_adapter(model, directory)
         docs.append(doc)
     if device is not None:

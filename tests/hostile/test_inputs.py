@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -274,6 +275,43 @@ def test_hostile_adapters_are_refused(adapter_dir, case, message):
     with pytest.raises(UserError, match=message.replace(".", r"\.")):
         load_adapter(fresh(), directory)
     assert _hashes(directory) == before
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("rank of the wrong type", "bad lora_config"),
+        ("unknown manifest key", "unknown keys ['surprise']"),
+        ("target outside the model", "does not fit this model"),
+        ("NaN in lora_B, checksum updated", "non-finite values"),
+    ],
+)
+def test_hostile_adapters_through_the_sequence_loader(adapter_dir, case, message):
+    """The path the app and the tools take (a model without adapters yet): every refusal is
+    a UserError naming the file, never a bare ValueError."""
+    from safetensors.torch import load_file, save_file
+
+    from det_forget.lora import load_adapter_sequence
+
+    directory, _ = adapter_dir
+    if case == "rank of the wrong type":
+        _edit_config(directory, lambda d: d["lora_config"].update(rank="eight"))
+    elif case == "unknown manifest key":
+        _edit_config(directory, lambda d: d.update(surprise=1))
+    elif case == "target outside the model":
+        _edit_config(directory, lambda d: d["lora_config"].update(target_modules=["../../x"]))
+    else:
+        weights = directory / "adapter_model.safetensors"
+        tensors = load_file(str(weights))
+        key = next(k for k in sorted(tensors) if "lora_B" in k)
+        tensors[key][0, 0] = float("nan")
+        save_file(tensors, str(weights))
+        sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+        _edit_config(directory, lambda d: d.update(weights_sha256=sha))
+    base = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(UserError, match=re.escape(message)) as info:
+        load_adapter_sequence(base, [directory])
+    assert str(directory) in str(info.value)
 
 
 def test_broken_classifier_checkpoints(tmp_path, tiny_classifier):

@@ -316,7 +316,7 @@ def test_a_missing_training_image_is_named_before_training(base, tmp_path):
     assert not list(out.glob("model_*.pth"))  # failed before any step
 
 
-def test_an_empty_annotations_file_is_named(tmp_path):
+def test_an_empty_annotations_file_is_named(tmp_path, tiny_shapes):
     from det_forget.data.checks import load_dataset
 
     _copy_of_tiny_train(
@@ -324,3 +324,16 @@ def test_an_empty_annotations_file_is_named(tmp_path):
     )
     with pytest.raises(DatasetError, match="'integrity_empty'.*no categories"):
         load_dataset("integrity_empty")
+
+
+def test_an_unknown_category_id_is_named(tmp_path, tiny_shapes):
+    from det_forget.data.checks import load_dataset
+
+    def edit(doc):
+        doc["annotations"][0]["category_id"] = 999
+
+    _copy_of_tiny_train(tmp_path, "integrity_unknown_category", edit)
+    with pytest.raises(DatasetError, match="'integrity_unknown_category'.*category_id=999"):
+        load_dataset("integrity_unknown_category")
+    with pytest.raises(KeyError):  # an unregistered name stays detectron2's KeyError
+        load_dataset("never_registered_dataset")
