@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -59,19 +60,18 @@ def setup(args):
     return cfg
 
 
-# What setup and a run's first moments write; a folder holding only these is removed when
-# the run it was created for stops on a user error.
-_SETUP_FILES = ("config.yaml", "log.txt", "request.json", "metrics.json", "events.out.")
+# What a run writes once it has trained something. A folder this run created that holds
+# none of these when the run stops on a user error (config.yaml, log.txt, request.json,
+# metrics.json, events, an empty inference/ only) is removed whole: no partial output.
+_TRAINED_OUTPUTS = ("last_checkpoint", "history.json", "adapters", "model_")
 
 
-def _remove_if_only_setup_files(output_dir: str) -> None:
-    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
-    if all(
-        n.startswith(_SETUP_FILES) and os.path.isfile(os.path.join(output_dir, n)) for n in names
-    ):
-        for n in names:
-            os.remove(os.path.join(output_dir, n))
-        os.rmdir(output_dir)
+def _remove_if_nothing_trained(output_dir: str) -> None:
+    if not os.path.isdir(output_dir):
+        return
+    if any(n.startswith(_TRAINED_OUTPUTS) for n in os.listdir(output_dir)):
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def _has_checkpoint(output_dir: str) -> bool:
@@ -114,7 +114,7 @@ def _main_reporting_errors(args) -> None:
     if status:
         output_dir = getattr(args, "output_dir_to_clean", "")
         if output_dir and comm.is_main_process():
-            _remove_if_only_setup_files(output_dir)
+            _remove_if_nothing_trained(output_dir)
         sys.exit(status)
 
 

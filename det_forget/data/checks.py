@@ -117,9 +117,10 @@ def check_images(
         where = f" of dataset {dataset_name!r}" if dataset_name else ""
         listed = problems[:_MAX_LISTED]
         more = len(problems) - len(listed)
+        head = "a problem" if len(problems) == 1 else f"{len(problems)} problems"
         raise DatasetError(
-            f"{len(problems)} problem(s) in the training images{where}:\n  "
-            + "\n  ".join(listed)
+            f"{head} in the training images{where}: {listed[0]}"
+            + "".join(f"\n  {p}" for p in listed[1:])
             + (f"\n  ... and {more} more" if more else "")
         )
     return len(seen)

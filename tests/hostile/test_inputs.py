@@ -450,13 +450,18 @@ LAUNCHER = textwrap.dedent(
 )
 
 
-def _train_net(tmp_path, *argv):
+def _tiny_root():
     import detection_fixtures
-    from detectron2.data import MetadataCatalog
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    root = os.path.dirname(
+    DatasetCatalog.get(detection_fixtures.TINY_TRAIN)  # materialise the generated files
+    return os.path.dirname(
         os.path.dirname(MetadataCatalog.get(detection_fixtures.TINY_VAL).json_file)
     )
+
+
+def _train_net(tmp_path, *argv, root=None):
+    root = root or _tiny_root()
     (tmp_path / "launch.py").write_text(LAUNCHER.format(repo=REPO))
     env = {**os.environ, "TINY_SHAPES_ROOT": root, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -499,6 +504,33 @@ def test_train_net_user_errors_are_one_line(tmp_path, detector_yaml):
     # --debug keeps the traceback of a user error.
     proc = _train_net(tmp_path, "--config-file", cfg_path, "--debug", "FORGET.METHOD", "x")
     assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_train_net_data_errors_leave_no_output(tmp_path, detector_yaml):
+    """A dataset problem found after set-up (a training image missing on disk, an
+    annotation with an unknown category) is one line naming the file, and the OUTPUT_DIR
+    the run created is gone again."""
+    import shutil
+
+    cfg_path, _, out = detector_yaml
+    for case in ("missing image", "unknown category"):
+        root = tmp_path / case.replace(" ", "_")
+        shutil.copytree(_tiny_root(), root)
+        ann = next(p for p in root.rglob("*.json") if "train" in p.name)
+        doc = json.loads(ann.read_text())
+        if case == "missing image":
+            name = doc["images"][0]["file_name"]
+            image = next(p for p in root.rglob(os.path.basename(name)) if "train" in str(p))
+            image.unlink()
+            expected = f"{image} (image_id {doc['images'][0]['id']}) does not exist"
+        else:
+            doc["annotations"][0]["category_id"] = 999
+            ann.write_text(json.dumps(doc))
+            expected = f"({ann}): Encountered category_id=999"
+        proc = _train_net(tmp_path, "--config-file", cfg_path, root=str(root))
+        line = _one_error_line(proc)
+        assert expected in line, line
+        assert not out.exists(), sorted(p.name for p in out.iterdir())
 
 
 def test_forget_classification_user_errors_are_one_line(identity_dirs, tiny_classifier, tmp_path):
