@@ -7,9 +7,14 @@ det-forget-gui [--demo | --config FILE [--weights FILE] [--adapter DIR ...]]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-__all__ = ["build_parser", "main"]
+__all__ = ["PROBE_ENV", "build_parser", "main", "open_startup_arguments"]
+
+#: A JSON path: record launch timings there and quit once the demo is shown
+#: (``benchmarks/gui_startup.py``).
+PROBE_ENV = "DET_FORGET_GUI_PROBE"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,18 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start the app; returns the exit code of the Qt event loop."""
-    args = build_parser().parse_args(argv)
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("det_forget")
-
-    from .main_window import MainWindow  # after QApplication: imports torch and detectron2
-
-    window = MainWindow(output_root=args.output)
-    window.show()
+def open_startup_arguments(window, args: argparse.Namespace) -> None:
+    """Do what the command line asks of a new main window (all of it in the background)."""
     if args.config:
         window.load_model(args.config, args.weights, args.adapter)
     elif args.demo:
@@ -57,6 +52,44 @@ def main(argv: list[str] | None = None) -> int:
         window.open_dataset(args.dataset)
     if args.run:
         window.open_run(args.run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the app; returns the exit code of the Qt event loop.
+
+    The first window is :class:`gui.startup.StartupWindow` (plain Qt, painted at once); it
+    imports torch/detectron2/det_forget in a thread and hands over to the main window,
+    which loads the model and the images in its background runner.
+    """
+    args = build_parser().parse_args(argv)
+    from PySide6.QtWidgets import QApplication
+
+    from .startup import StartupWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("det_forget")
+    startup = StartupWindow()
+    probe = None
+    if os.environ.get(PROBE_ENV):
+        from .startup_probe import StartupProbe
+
+        probe = StartupProbe(os.environ[PROBE_ENV], startup)
+    windows = []
+
+    def hand_over(module) -> None:
+        window = module.MainWindow(output_root=args.output)
+        window.setGeometry(startup.geometry())
+        window.show()
+        startup.hide()
+        startup.deleteLater()
+        windows.append(window)
+        if probe is not None:
+            probe.attach(window)
+        open_startup_arguments(window, args)
+
+    startup.ready.connect(hand_over)
+    startup.show()
+    startup.start()
     return app.exec()
 
 

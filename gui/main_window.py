@@ -22,18 +22,21 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSlider,
     QSplitter,
@@ -65,6 +68,7 @@ from .controllers import (
     save_results,
     widget_png,
 )
+from .fates import SURVIVING, fate_text, image_fates
 from .log_handler import QtLogHandler, attach_log_handler, detach_log_handler
 from .models import ImageEntry
 from .session import ModelSession
@@ -81,6 +85,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: Which detections the views show: every class, forgotten classes only, retained only.
 DISPLAY_FILTERS = ("all", "forgotten", "retained")
+
+#: Error messages longer than this many lines show their first lines and the rest under
+#: "Show Details" (an adapter mismatch lists every layer).
+ERROR_LINES_SHOWN = 8
+
+#: Metadata keys of registered datasets that name files; a dataset whose files are not on
+#: disk is not offered in the dataset list (detectron2 registers ~40 such built-ins).
+_DATASET_PATH_KEYS = ("json_file", "image_root", "dirname", "image_dir", "gt_dir", "panoptic_root")
+
+
+def dataset_on_disk(name: str) -> bool:
+    """Whether the files a registered dataset's metadata names exist (relative: from here)."""
+    from detectron2.data import MetadataCatalog
+
+    meta = MetadataCatalog.get(name)
+    paths = [getattr(meta, k) for k in _DATASET_PATH_KEYS if hasattr(meta, k)]
+    return all(os.path.exists(p) for p in paths if isinstance(p, str) and p)
 
 
 def default_demo_paths() -> tuple[str, str]:
@@ -122,6 +143,7 @@ class MainWindow(QMainWindow):
     evaluated = Signal(object)  # {class: AP}
     results_saved = Signal(str)
     audited = Signal(object)  # AuditReport
+    surviving_found = Signal(int)  # images holding a surviving forgotten object
 
     def __init__(
         self,
@@ -140,6 +162,7 @@ class MainWindow(QMainWindow):
         self.session: ModelSession | None = None
         self.runner = TaskRunner(self)
         self.runner.pending_changed.connect(self._on_pending)
+        self.runner.activity_changed.connect(self._on_activity)
         self.loader = ModelLoader(self.runner, self)
         self.jobs = JobController(self.runner, self)
         self.audits = AuditController(self.runner, self)
@@ -149,6 +172,16 @@ class MainWindow(QMainWindow):
         self._error_box: QMessageBox | None = None
         self.score_threshold = 0.5
         self.display_filter = "all"
+        self.show_ground_truth = True
+        #: (config, weights, adapters) typed in the load dialog last (kept after an error)
+        self.last_load_values: tuple[str, str, list[str]] | None = None
+        #: what to do once the running job's thread has ended (load after a confirmed cancel)
+        self._after_job: list = []
+        #: paths of the images that hold a surviving forgotten object (None: no scan)
+        self.surviving_paths: set[str] | None = None
+        self._scan_task: int | None = None
+        #: ask before cancelling a running job (tests answer through ``confirm_answer``)
+        self.confirm_answer: bool | None = None
 
         self.setWindowTitle("det_forget — forget classes of a detector")
         self._build_widgets()
@@ -184,18 +217,44 @@ class MainWindow(QMainWindow):
         )
         self.fit_button = QPushButton("Fit")
         self.fit_button.setToolTip("Fit the image in both views (or double-click a view)")
+        self.gt_check = QCheckBox("Ground truth (G)")
+        self.gt_check.setChecked(self.show_ground_truth)
+        self.gt_check.setToolTip("Draw the image's annotations as dashed boxes")
+        self.surviving_check = QCheckBox("Only surviving forgotten (S)")
+        self.surviving_check.setToolTip(
+            "Step only through the images where a forgotten object is still detected or "
+            "relabelled by the after model (runs it on every image once)"
+        )
+        self.box_detail = QLabel("Click or hover a box for its details.")
+        self.box_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.box_detail.setMinimumWidth(10)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Score ≥"))
         bar.addWidget(self.threshold_slider, 2)
         bar.addWidget(self.threshold_label)
         bar.addSpacing(12)
         bar.addWidget(self.filter_combo)
+        bar.addWidget(self.gt_check)
+        bar.addWidget(self.surviving_check)
         bar.addWidget(self.fit_button)
         center = QWidget()
         column = QVBoxLayout(center)
         column.setContentsMargins(4, 4, 4, 4)
         column.addWidget(self.compare, 1)
+        column.addWidget(self.box_detail)
         column.addLayout(bar)
+
+        # What the background runner is doing, with Cancel (status bar, right).
+        self.activity_label = QLabel()
+        self.activity_bar = QProgressBar()
+        self.activity_bar.setRange(0, 0)
+        self.activity_bar.setMaximumWidth(120)
+        self.activity_cancel = QPushButton("Cancel")
+        self.activity_cancel.setToolTip("Stop waiting for this work (its result is dropped)")
+        self.activity_cancel.clicked.connect(self.cancel_tasks)
+        for w in (self.activity_label, self.activity_bar, self.activity_cancel):
+            self.statusBar().addPermanentWidget(w)
+            w.hide()
 
         self.forget_panel = ForgetPanel()
         splitter = QSplitter()
@@ -214,6 +273,10 @@ class MainWindow(QMainWindow):
             lambda i: self.set_display_filter(DISPLAY_FILTERS[i])
         )
         self.fit_button.clicked.connect(self.compare.fit)
+        self.gt_check.toggled.connect(self.set_show_ground_truth)
+        self.surviving_check.toggled.connect(self.set_only_surviving)
+        for view in self.compare.views():
+            view.box_clicked.connect(self._show_box_detail)
         self.image_panel.current_changed.connect(self._show_entry)
         self.image_panel.dataset_requested.connect(self.open_dataset)
         self.image_panel.folder_requested.connect(self._open_folder_dialog)
@@ -278,6 +341,10 @@ class MainWindow(QMainWindow):
         self.next_action = self._action("Next image", self.image_panel.next, ["N", "PgDown"])
         self.prev_action = self._action("Previous image", self.image_panel.previous, ["P", "PgUp"])
         self.fit_action = self._action("Fit image", self.compare.fit, "Ctrl+0")
+        self.gt_action = self._action("Ground truth boxes", self.gt_check.toggle, "G")
+        self.surviving_action = self._action(
+            "Only images with surviving forgotten objects", self.surviving_check.toggle, "S"
+        )
         self.filter_actions = QActionGroup(self)
         for i, (name, key) in enumerate(zip(DISPLAY_FILTERS, ("A", "F", "R"))):
             action = self._action(
@@ -308,7 +375,13 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.quit_action)
         menu = self.menuBar().addMenu("&View")
-        for a in (self.prev_action, self.next_action, self.fit_action):
+        for a in (
+            self.prev_action,
+            self.next_action,
+            self.fit_action,
+            self.gt_action,
+            self.surviving_action,
+        ):
             menu.addAction(a)
         menu.addSeparator()
         for a in self.filter_actions.actions():
@@ -337,9 +410,17 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{title}: {message.splitlines()[0]}", 10000)
         if not self.error_dialogs:
             return
+        lines = message.splitlines()
+        shown = message
+        if len(lines) > ERROR_LINES_SHOWN:
+            shown = "\n".join(
+                [*lines[:ERROR_LINES_SHOWN], f"… {len(lines) - ERROR_LINES_SHOWN} more lines"]
+            )
         box = QMessageBox(
-            QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self
+            QMessageBox.Icon.Warning, title, shown, QMessageBox.StandardButton.Ok, self
         )
+        if shown != message:
+            box.setDetailedText(message)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self._error_box = box
@@ -368,8 +449,8 @@ class MainWindow(QMainWindow):
         running = self.job_running
         has_model = self.session is not None
         has_result = has_model and self.session.result is not None
-        for a in (self.demo_action, self.open_model_action, self.open_run_action):
-            a.setEnabled(not running)
+        # Loading over a running job asks first (``confirm_cancel_job``).
+        self.open_run_action.setEnabled(not running)
         self.forget_action.setEnabled(has_model and not running)
         self.cancel_action.setEnabled(running)
         self.evaluate_action.setEnabled(has_model and not running)
@@ -384,10 +465,51 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_pending(self, count: int) -> None:
-        if count:
-            self.statusBar().showMessage(f"Working … ({count} task(s) queued)")
-        else:
+        if not count:
             self.statusBar().clearMessage()
+
+    @Slot(list)
+    def _on_activity(self, labels: list) -> None:
+        busy = bool(labels)
+        text = ""
+        if busy:
+            text = labels[0] + (f"  (+{len(labels) - 1} queued)" if len(labels) > 1 else "")
+        self.activity_label.setText(text)
+        for w in (self.activity_label, self.activity_bar, self.activity_cancel):
+            w.setVisible(busy)
+        self.activity_cancel.setEnabled(self.runner.cancellable())
+
+    def cancel_tasks(self) -> int:
+        """Cancel the background work that may be cancelled (loading, reading a dataset,
+        evaluating, auditing, scanning): queued work never starts, running work's result
+        is dropped. Returns how many tasks were cancelled."""
+        n = self.runner.cancel_all()
+        if n:
+            self.statusBar().showMessage(f"Cancelled {n} task(s).", 5000)
+        return n
+
+    # ------------------------------------------------------------------ running job
+    def confirm_cancel_job(self, doing: str) -> bool:
+        """Ask whether to cancel the running job to ``doing``; cancels it on yes.
+
+        Returns:
+            True when no job runs or the user agreed (the job is being cancelled).
+        """
+        if not self.job_running:
+            return True
+        answer = self.confirm_answer
+        if answer is None:
+            reply = QMessageBox.question(
+                self,
+                "A forgetting job is running",
+                f"Cancel the running job to {doing}?\n\nIts run folder "
+                f"{self.jobs.cfg.OUTPUT_DIR if self.jobs.cfg is not None else ''} is "
+                "removed when it holds no finished task (else marked CANCELLED).",
+            )
+            answer = reply == QMessageBox.StandardButton.Yes
+        if answer:
+            self.cancel_forget()
+        return answer
 
     # ------------------------------------------------------------------ loading
     def load_demo(self) -> None:
@@ -410,14 +532,36 @@ class MainWindow(QMainWindow):
         adapter for another model) are shown with :meth:`show_error`.
         """
         if self.job_running:
-            self.show_error("Busy", "A forgetting job is running; cancel it first.")
+            if self.confirm_cancel_job("load another model"):
+                self._after_job.append(
+                    functools.partial(self.load_model, config_file, weights, adapters)
+                )
             return
         self.statusBar().showMessage(f"Loading {config_file} …")
         self.loader.load(config_file, weights, adapters)
 
+    def _clear_model_views(self) -> None:
+        """Forget every view that showed the previous model or its result."""
+        panel = self.forget_panel
+        panel.progress.setValue(0)
+        panel.progress.setFormat("idle")
+        panel.progress.setToolTip("")
+        panel.eta.setText("")
+        panel.loss_plot.clear()
+        panel.ap_model.set_record(None)
+        panel.show_outcome(None)
+        self.audit_view.set_report(None)
+        self.model_panel.set_adapter_layers([])
+        self.surviving_paths = None
+        if self.surviving_check.isChecked():
+            self.surviving_check.setChecked(False)
+        self.box_detail.setText("Click or hover a box for its details.")
+
     @Slot(object)
     def _on_model_loaded(self, session: ModelSession) -> None:
         self.session = session
+        self.last_load_values = None
+        self._clear_model_views()
         cfg, loaded, records = session.cfg, session.loaded, session.records
         self.category_panel.model.set_classes(loaded.class_names)
         self.model_panel.show_model(session.config_file, loaded)
@@ -447,13 +591,20 @@ class MainWindow(QMainWindow):
         from detectron2.data import DatasetCatalog
 
         first = [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN]
-        rest = sorted(n for n in DatasetCatalog.list() if n not in first)
+        rest = sorted(n for n in DatasetCatalog.list() if n not in first and dataset_on_disk(n))
         return list(dict.fromkeys(first)) + rest
 
     def _open_model_dialog(self) -> None:
-        dialog = LoadModelDialog(self, self.demo_config, self.demo_weights)
+        config, weights, adapters = self.last_load_values or (
+            self.demo_config,
+            self.demo_weights,
+            [],
+        )
+        dialog = LoadModelDialog(self, config, weights, adapters)
         if dialog.exec() == LoadModelDialog.DialogCode.Accepted:
             config, weights, adapters = dialog.values()
+            # Kept until a load succeeds, so the dialog reopens with what was typed.
+            self.last_load_values = (config, weights, adapters)
             self.load_model(config, weights or None, adapters)
 
     # ------------------------------------------------------------------ history
@@ -470,6 +621,7 @@ class MainWindow(QMainWindow):
         self._show_record(records[-1] if records else None)
         self.audit_view.load_run_dir(path)
         self.history_loaded.emit(len(records))
+        self._redraw()
 
     def _open_run_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Run folder (OUTPUT_DIR)", self.output_root)
@@ -479,8 +631,11 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _show_record(self, record: ForgetRecord | None) -> None:
         self.forget_panel.ap_model.set_record(record)
+        self.forget_panel.show_outcome(self.forget_panel.ap_model.outcome)
         if record is not None:
             self.category_panel.model.set_ap(before=record.before or {}, after=record.after or {})
+        else:
+            self.category_panel.model.set_ap(before={}, after={})
 
     # ------------------------------------------------------------------ images
     def open_dataset(self, name: str) -> None:
@@ -488,11 +643,11 @@ class MainWindow(QMainWindow):
         from detectron2.data import DatasetCatalog
 
         if name not in DatasetCatalog.list():
+            self._restore_dataset_choice()
             self.show_error(
                 "No images",
-                f"{name!r} is not a registered dataset. Registered datasets include: "
-                + ", ".join(sorted(DatasetCatalog.list())[:12])
-                + " …",
+                f"{name!r} is not a registered dataset. Datasets on disk: "
+                + ", ".join(n for n in DatasetCatalog.list() if dataset_on_disk(n))[:300],
             )
             return
 
@@ -502,11 +657,27 @@ class MainWindow(QMainWindow):
                 for d in DatasetCatalog.get(name)
             ]
 
+        def failed(e, tb):
+            self._restore_dataset_choice()
+            self._task_error(f"Cannot read dataset {name}", e, tb)
+
         self.runner.submit(
             work,
             functools.partial(self._set_images, f"dataset {name}"),
-            lambda e, tb: self._task_error(f"Cannot read dataset {name}", e, tb),
+            failed,
+            label=f"Reading dataset {name}",
+            on_cancel=self._restore_dataset_choice,
         )
+
+    def _restore_dataset_choice(self) -> None:
+        """Show the dataset whose images are listed in the combo (not the one that failed)."""
+        source = self.image_panel.model.source
+        combo = self.image_panel.datasets
+        if source.startswith("dataset "):
+            combo.setCurrentText(source[len("dataset ") :])
+        else:
+            combo.setCurrentIndex(-1)
+            combo.setEditText("")
 
     def open_folder(self, folder: str) -> None:
         """List the image files of ``folder``."""
@@ -524,8 +695,12 @@ class MainWindow(QMainWindow):
 
     def _set_images(self, source: str, entries: list[ImageEntry]) -> None:
         if not entries:
+            self._restore_dataset_choice()
             self.show_error("No images", f"No images found in {source}.")
             return
+        self.surviving_paths = None
+        if self.surviving_check.isChecked():
+            self.surviving_check.setChecked(False)
         self.image_panel.set_entries(entries, source)
         self.left_tabs.setCurrentWidget(self.image_panel)
         self.images_loaded.emit(len(entries))
@@ -534,10 +709,20 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _show_entry(self, entry: ImageEntry | None) -> None:
         self._current = entry
+        self.box_detail.setText("Click or hover a box for its details.")
         if entry is None:
+            self._pixmap = None
             return
         pixmap = QPixmap(entry.path)
         if pixmap.isNull():
+            # Both panes say so: they never keep showing the previous image's boxes.
+            self._pixmap = None
+            for view in self.compare.views():
+                view.set_placeholder(f"Cannot read {entry.name}")
+            self.compare.set_titles(
+                f"<b>Before</b> — cannot read {entry.name}",
+                f"<b>After</b> — cannot read {entry.name}",
+            )
             self.show_error("Cannot read image", f"{entry.path} is not an image Qt can read.")
             return
         self._pixmap = pixmap
@@ -562,7 +747,7 @@ class MainWindow(QMainWindow):
         """Ids of the forgotten classes (the last job's, else the checked ones)."""
         if self.session is None:
             return []
-        names = self.session.result_forget_classes() or self.category_panel.model.checked_names()
+        names = self.session.forgotten_classes() or self.category_panel.model.checked_names()
         return [self.session.class_names.index(n) for n in names if n in self.session.class_names]
 
     def _visible_ids(self) -> list[int] | None:
@@ -576,21 +761,98 @@ class MainWindow(QMainWindow):
     def _boxes(self, detections: Detections) -> list[BoxSpec]:
         names = self.session.class_names if self.session else []
         shown = detections.filter(self.score_threshold, self._visible_ids())
-        return [
-            BoxSpec(
-                *map(float, box),
-                f"{names[c] if c < len(names) else c} {s:.2f}",
-                class_color(int(c), names[c] if c < len(names) else None),
+        specs = []
+        for box, s, c in zip(shown.boxes, shown.scores, shown.classes):
+            name = names[c] if c < len(names) else str(c)
+            x0, y0, x1, y1 = map(float, box)
+            specs.append(
+                BoxSpec(
+                    x0,
+                    y0,
+                    x1,
+                    y1,
+                    f"{name} {s:.2f}",
+                    class_color(int(c), name),
+                    f"detection: {name} {s:.3f} at ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}),"
+                    f" {x1 - x0:.0f}×{y1 - y0:.0f} px",
+                )
             )
-            for box, s, c in zip(shown.boxes, shown.scores, shown.classes)
-        ]
+        return specs
+
+    def _gt_boxes(self, entry: ImageEntry, skip: set[int] = frozenset()) -> list[BoxSpec]:
+        """The image's annotations as dashed boxes (the display filter applies)."""
+        if not (self.show_ground_truth and entry.annotations and self.session):
+            return []
+        from .fates import gt_boxes
+
+        names = self.session.class_names
+        visible = self._visible_ids()
+        boxes, classes = gt_boxes(entry.annotations)
+        specs = []
+        for box, c in zip(boxes, classes):
+            if c in skip or (visible is not None and c not in visible):
+                continue
+            name = names[c] if c < len(names) else str(c)
+            x0, y0, x1, y1 = map(float, box)
+            specs.append(
+                BoxSpec(
+                    x0,
+                    y0,
+                    x1,
+                    y1,
+                    f"GT {name}",
+                    class_color(c, name),
+                    f"ground truth: {name} at ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f})",
+                    kind="gt",
+                )
+            )
+        return specs
+
+    def current_fates(self) -> tuple[list, str]:
+        """Fates of the forgotten objects of the image shown (:func:`gui.fates.image_fates`)
+        and where the objects came from; empty without a result or forgotten classes."""
+        entry, session = self._current, self.session
+        if entry is None or session is None or self._pixmap is None:
+            return [], ""
+        before_src, after_src = self._sources()
+        forget = self.forgotten_ids()
+        if after_src is None or not forget:
+            return [], ""
+        after = session.cached(after_src, entry.path)
+        before = session.cached(before_src, entry.path) if before_src else None
+        if after is None or (not entry.annotations and before is None):
+            return [], ""
+        return image_fates(
+            entry.annotations,
+            before,
+            after,
+            forget,
+            image_id=entry.name,
+            score_thresh=self.score_threshold,
+        )
+
+    def _fate_boxes(self, fates) -> list[BoxSpec]:
+        names = self.session.class_names
+        specs = []
+        for f in fates:
+            x0, y0, x1, y1 = f.box
+            text = fate_text(f, names)
+            color = {"gone": "#20b040", "detected": "#ff2020", "relabelled": "#ff7a00"}[f.fate]
+            detail = f"forgotten object ({f.fate}): {text}"
+            if f.iou is not None:
+                detail += f", IoU {f.iou:.2f}"
+            specs.append(BoxSpec(x0, y0, x1, y1, text, QColor(color), detail, kind="fate"))
+        return specs
 
     def _redraw(self, new_image: bool = False) -> None:
-        """Draw the current image and its cached detections (never runs a model)."""
+        """Draw the current image, its cached detections, its ground truth and the fate of
+        its forgotten objects (never runs a model)."""
         entry, session = self._current, self.session
         if entry is None or self._pixmap is None:
             return
         before_src, after_src = self._sources()
+        fates, fate_source = self.current_fates()
+        marked = set(self.forgotten_ids()) if fates and entry.annotations else set()
         titles = []
         for view, source, label in (
             (self.compare.before, before_src, "Before"),
@@ -604,13 +866,23 @@ class MainWindow(QMainWindow):
             if new_image or not view.has_image():
                 view.set_image(self._pixmap)
             dets = session.cached(source, entry.path) if session and source else None
+            is_after = view is self.compare.after
+            gt = self._gt_boxes(entry, marked if is_after else set())
             if dets is None:
-                view.set_boxes([])
+                view.set_boxes(gt)
                 state = "detecting …" if session else "no model loaded"
             else:
                 boxes = self._boxes(dets)
-                view.set_boxes(boxes)
+                extra = self._fate_boxes(fates) if is_after else []
+                view.set_boxes([*gt, *boxes, *extra])
                 state = f"{len(boxes)} boxes"
+                if is_after and fates:
+                    counts = {k: sum(f.fate == k for f in fates) for k in ("gone", *SURVIVING)}
+                    state += " · forgotten objects: " + ", ".join(
+                        f"{n} {k}" for k, n in counts.items() if n
+                    )
+                    if fate_source != "ground truth":
+                        state += " (objects: the before model's detections)"
             desc = session.describe(source) if session else ""
             titles.append(f"<b>{label}</b> — " + " · ".join(x for x in (desc, state) if x))
         self.compare.set_titles(*titles)
@@ -620,6 +892,94 @@ class MainWindow(QMainWindow):
             s is None or session.cached(s, entry.path) is not None for s in (before_src, after_src)
         ):
             self.detections_updated.emit()
+
+    def set_show_ground_truth(self, show: bool) -> None:
+        """Draw (or hide) the annotations of dataset images as dashed boxes."""
+        self.show_ground_truth = bool(show)
+        if self.gt_check.isChecked() != self.show_ground_truth:
+            self.gt_check.setChecked(self.show_ground_truth)
+        self._redraw()
+
+    def set_only_surviving(self, only: bool) -> None:
+        """Step only through the images holding a forgotten object the after model still
+        detects or relabels (:data:`gui.fates.SURVIVING`). The first time, the after model
+        runs on every listed image in the background (cancellable)."""
+        if self.surviving_check.isChecked() != bool(only):
+            self.surviving_check.setChecked(bool(only))
+            return  # the checkbox's toggled signal calls back
+        if not only:
+            if self._scan_task is not None:
+                self.runner.cancel(self._scan_task)
+            self.image_panel.set_path_filter(None)
+            return
+        session = self.session
+        forget = self.forgotten_ids()
+        before_src, after_src = self._sources()
+        if session is None or after_src is None or not forget:
+            self.surviving_check.setChecked(False)
+            self.show_error(
+                "No forgotten objects to find",
+                "Run a forgetting job (or load adapters or a run) first.",
+            )
+            return
+        if self.surviving_paths is not None:
+            self.image_panel.set_path_filter(self.surviving_paths)
+            return
+        entries = self.image_panel.model.entries()
+        thresh = self.score_threshold
+        stop = threading.Event()
+
+        def scan() -> set[str]:
+            found = set()
+            for entry in entries:
+                if stop.is_set():
+                    break
+                after = session.predict(after_src, entry.path)
+                before = None
+                if not entry.annotations and before_src is not None:
+                    before = session.predict(before_src, entry.path)
+                fates, _ = image_fates(
+                    entry.annotations, before, after, forget, score_thresh=thresh
+                )
+                if any(f.fate in SURVIVING for f in fates):
+                    found.add(entry.path)
+            return found
+
+        def done(found: set[str]) -> None:
+            self._scan_task = None
+            if session is not self.session:
+                return
+            self.surviving_paths = found
+            if self.surviving_check.isChecked():
+                self.image_panel.set_path_filter(found)
+                self.statusBar().showMessage(
+                    f"{len(found)} of {len(entries)} images hold a surviving forgotten object "
+                    f"(score ≥ {thresh:.2f})",
+                    8000,
+                )
+            self.surviving_found.emit(len(found))
+
+        def cancelled() -> None:
+            stop.set()
+            self._scan_task = None
+            self.surviving_check.setChecked(False)
+
+        def failed(e, tb) -> None:
+            self._scan_task = None
+            self.surviving_check.setChecked(False)
+            self._task_error("Cannot find surviving objects", e, tb)
+
+        self._scan_task = self.runner.submit(
+            scan,
+            done,
+            failed,
+            label=f"Finding surviving forgotten objects in {len(entries)} images",
+            on_cancel=cancelled,
+        )
+
+    @Slot(object)
+    def _show_box_detail(self, spec: BoxSpec) -> None:
+        self.box_detail.setText(spec.detail or spec.label)
 
     def set_score_threshold(self, value: float) -> None:
         """Filter the cached detections at ``value`` (the slider calls this)."""
@@ -676,6 +1036,10 @@ class MainWindow(QMainWindow):
         if running:
             self.forget_panel.log.clear()
         self._update_enabled()
+        if not running:
+            pending, self._after_job = self._after_job, []
+            for action in pending:
+                action()
 
     @Slot(object)
     def _on_job_progress(self, progress: JobProgress) -> None:
@@ -692,11 +1056,21 @@ class MainWindow(QMainWindow):
         last = records[-1] if records else None
         h_mean = (last.summary or {}).get("h_mean") if last else None
         self.forget_panel.progress.setToolTip(result.output_dir)
+        outcome = self.forget_panel.ap_model.outcome
+        folder = os.path.basename(os.path.normpath(result.output_dir))
+        if outcome is not None and not outcome.passed:
+            state = f"{outcome.headline()}: {folder}"
+        else:
+            state = f"done, gates passed: {folder}" if outcome is not None else f"done: {folder}"
         self.forget_panel.show_state(
-            f"done: {os.path.basename(os.path.normpath(result.output_dir))}",
+            state,
             f"finished {len(records)} task(s)"
-            + ("" if h_mean is None else f"  ·  H-Mean {h_mean:.1f}"),
+            + ("" if h_mean is None else f"  ·  H-Mean {h_mean:.1f}")
+            + (f"  ·  {outcome.gates.describe()}" if outcome is not None else ""),
         )
+        self.surviving_paths = None
+        if self.surviving_check.isChecked():
+            self.surviving_check.setChecked(False)
         self.forget_panel.progress.setValue(self.forget_panel.progress.maximum())
         self.forget_panel.tabs.setCurrentIndex(0)
         self.set_display_filter(self.display_filter)
@@ -707,8 +1081,9 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_job_cancelled(self, message: str) -> None:
+        what = self.jobs.clean_partial_run()
         self.forget_panel.show_state(
-            f"cancelled ({message})", "cancelled: the loaded model is unchanged"
+            f"cancelled ({message})", f"cancelled: the loaded model is unchanged; {what}"
         )
         self.job_cancelled.emit(message)
 
@@ -766,7 +1141,27 @@ class MainWindow(QMainWindow):
     def _save_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save results into")
         if folder:
-            self.save_results(folder)
+            self.save_results_in_background(folder)
+
+    def save_results_in_background(self, folder: str) -> None:
+        """:meth:`save_results` on the runner (copying a checkpoint takes a while);
+        ``results_saved`` or an error follows."""
+        if self.session is None or self.session.result is None:
+            self.show_error("Nothing to save", "Run a forgetting job first.")
+            return
+        png, summary, session = self.comparison_png(), self.comparison_summary(), self.session
+
+        def done(written: list[str]) -> None:
+            self.statusBar().showMessage(f"Saved {len(written)} items to {folder}", 8000)
+            self.results_saved.emit(str(folder))
+
+        self.runner.submit(
+            functools.partial(save_results, session, folder, png, summary),
+            done,
+            lambda e, tb: self._task_error("Cannot save the results", e, tb),
+            label=f"Saving results to {folder}",
+            cancellable=False,
+        )
 
     def comparison_png(self) -> bytes:
         """The compare view as PNG bytes."""
@@ -815,5 +1210,11 @@ class MainWindow(QMainWindow):
             self._log_handler = None
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if self.job_running and not self.confirm_cancel_job("quit"):
+            event.ignore()
+            return
+        if self.jobs.running:
+            self.jobs.shutdown()
+            self.jobs.clean_partial_run()
         self.shutdown()
         super().closeEvent(event)

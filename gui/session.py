@@ -101,6 +101,16 @@ class ModelSession:
             names += [c for c in rec.get("classes", {}).get("forget", []) if c not in names]
         return names
 
+    def forgotten_classes(self) -> list[str]:
+        """The classes the shown "after" model forgot: the last job's, else those of the
+        loaded adapters' (or opened run's) history."""
+        if self.result is not None:
+            return self.result_forget_classes()
+        names: list[str] = []
+        for rec in self.records:
+            names += [c for c in rec.classes.get("forget", []) if c not in names]
+        return names
+
     def result_adapter_layers(self) -> list[str]:
         if self.result is None:
             return []

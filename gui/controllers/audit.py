@@ -83,6 +83,7 @@ class AuditController(QObject):
             work,
             self.evaluated.emit,
             lambda e, tb: self.evaluate_failed.emit(f"Cannot evaluate on {dataset}", e, tb),
+            label=f"Evaluating AP on {dataset}",
         )
         return dataset
 
@@ -129,7 +130,13 @@ class AuditController(QObject):
             return report, str(report.save(run_dir / AUDIT_FILE_NAME))
 
         self._set_auditing(True)
-        self.runner.submit(work, self._on_audited, self._on_audit_failed)
+        self.runner.submit(
+            work,
+            self._on_audited,
+            self._on_audit_failed,
+            label="Auditing the forgetting result",
+            on_cancel=lambda: self._set_auditing(False),
+        )
 
     def _set_auditing(self, auditing: bool) -> None:
         self.auditing = auditing

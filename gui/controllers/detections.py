@@ -55,6 +55,8 @@ class DetectionController(QObject):
                 functools.partial(session.predict, source, image_path),
                 functools.partial(self._on_done, session, key),
                 functools.partial(self._on_error, key),
+                label=f"Detecting on {os.path.basename(image_path)} ({source} model)",
+                cancellable=False,
             )
             queued += 1
         return queued

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,13 +21,18 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from det_forget.engine import JobProgress, JobResult
 from det_forget.engine.inference import save_merged_checkpoint
 from det_forget.engine.job_config import build_job_config, job_output_dir
+from det_forget.forgetting.run_dir import RunDirectory
+from det_forget.utils.io import atomic_write
 
 from ..session import ModelSession
 from ..views.forget_panel import ForgetSettings
 from ..workers import ForgetWorker, TaskRunner
 from .errors import ActionRefused
 
-__all__ = ["APP_JOB_OPTIONS", "JobController", "job_config"]
+__all__ = ["APP_JOB_OPTIONS", "CANCELLED_MARKER", "JobController", "check_job_config", "job_config"]
+
+#: Written into a cancelled job's folder when it keeps finished outputs (earlier tasks).
+CANCELLED_MARKER = "CANCELLED"
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,44 @@ def job_config(
         output_dir=job_output_dir(root, classes),
         extra_opts=[*APP_JOB_OPTIONS, *settings.extra_opts()],
     )
+
+
+def check_job_config(cfg: Any) -> None:
+    """Refuse, before a job starts, the settings that would only fail inside it.
+
+    The library's :func:`build_job_config` checks the method, the classes and the keys;
+    this checks the values a training loop asserts on much later (batch size, learning
+    rate, iterations, image sizes, loader workers) and that the datasets are registered.
+
+    Raises:
+        ValueError: the first bad value, named with what would be valid.
+    """
+    from detectron2.data import DatasetCatalog
+
+    checks = [
+        ("SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH, lambda v: v >= 1, "at least 1"),
+        ("SOLVER.BASE_LR", cfg.SOLVER.BASE_LR, lambda v: v > 0, "above 0"),
+        ("FORGET.MAX_ITER", cfg.FORGET.MAX_ITER, lambda v: v >= 1, "at least 1"),
+        ("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS, lambda v: v >= 0, "0 or more"),
+        ("INPUT.MAX_SIZE_TRAIN", cfg.INPUT.MAX_SIZE_TRAIN, lambda v: v >= 1, "at least 1"),
+        ("INPUT.MAX_SIZE_TEST", cfg.INPUT.MAX_SIZE_TEST, lambda v: v >= 1, "at least 1"),
+        ("INPUT.MIN_SIZE_TEST", cfg.INPUT.MIN_SIZE_TEST, lambda v: v >= 0, "0 or more"),
+    ]
+    sizes = cfg.INPUT.MIN_SIZE_TRAIN
+    sizes = sizes if isinstance(sizes, list | tuple) else [sizes]
+    checks.append(
+        ("INPUT.MIN_SIZE_TRAIN", tuple(sizes), lambda v: all(x >= 1 for x in v), "sizes ≥ 1")
+    )
+    for key, value, ok, valid in checks:
+        if not ok(value):
+            raise ValueError(f"{key} is {value!r}; it must be {valid}.")
+    registered = set(DatasetCatalog.list())
+    for key in ("TRAIN", "TEST"):
+        for name in getattr(cfg.DATASETS, key):
+            if name not in registered:
+                raise ValueError(
+                    f"DATASETS.{key} names {name!r}, which is not a registered dataset."
+                )
 
 
 class JobController(QObject):
@@ -137,6 +181,7 @@ class JobController(QObject):
             raise ActionRefused("Nothing left", "Every class is checked; keep at least one.")
         try:
             cfg = job_config(session, classes, settings, output_root)
+            check_job_config(cfg)
         except ValueError as e:
             raise ActionRefused("Invalid settings", str(e)) from e
         if session.has_adapters:
@@ -148,6 +193,8 @@ class JobController(QObject):
                 functools.partial(save_merged_checkpoint, session.loaded.model, start),
                 lambda _: self._launch(cfg),
                 lambda e, tb: self.prepare_failed.emit("Cannot prepare the start model", e, tb),
+                label="Merging the loaded adapters into the job's start model",
+                cancellable=False,
             )
         else:
             self._launch(cfg)
@@ -181,6 +228,22 @@ class JobController(QObject):
             return False
         self._worker.cancel()
         return True
+
+    def clean_partial_run(self) -> str:
+        """After a cancelled job: remove its folder when it holds no finished task, else
+        mark it with a ``CANCELLED`` file. Returns what was done, for the user."""
+        if self.cfg is None or not self.cfg.OUTPUT_DIR:
+            return ""
+        run = RunDirectory(self.cfg.OUTPUT_DIR)
+        if not run.path.exists():
+            return "no run folder was written"
+        if not run.finished_outputs():
+            # job_output_dir gave this job a new folder: nothing in it predates the job.
+            shutil.rmtree(run.path, ignore_errors=True)
+            return f"the partial run folder {run.path} was removed"
+        with atomic_write(run.path / CANCELLED_MARKER) as f:
+            f.write("cancelled from the det_forget app; the tasks in history.json finished\n")
+        return f"{run.path} keeps its finished tasks and is marked {CANCELLED_MARKER}"
 
     @Slot(object)
     def _on_progress(self, progress: JobProgress) -> None:

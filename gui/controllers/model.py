@@ -70,10 +70,12 @@ class ModelLoader(QObject):
     Signals:
         loaded(object): the new :class:`~gui.session.ModelSession`.
         failed(str, object, str): loading raised (title, exception, traceback).
+        cancelled(str): loading was cancelled (the config file); nothing changes.
     """
 
     loaded = Signal(object)
     failed = Signal(str, object, str)
+    cancelled = Signal(str)  # the config whose loading was cancelled
 
     def __init__(self, runner: TaskRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -87,4 +89,6 @@ class ModelLoader(QObject):
             functools.partial(load_session, config_file, weights, tuple(adapters)),
             self.loaded.emit,
             lambda e, tb: self.failed.emit("Cannot load the model", e, tb),
+            label=f"Loading {os.path.basename(weights or config_file)}",
+            on_cancel=lambda: self.cancelled.emit(config_file),
         )

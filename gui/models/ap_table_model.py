@@ -1,13 +1,18 @@
-"""AP before vs after one forgetting task: group means, Drop, H-Mean, then every class."""
+"""AP before vs after one forgetting task: group means, Drop, H-Mean, then every class.
+
+Class rows are coloured by their numbers (:func:`gui.outcome.judge`): green when the class
+passed its gate, red when it failed it (a retained class that lost too much, a forgotten
+class still detected), grey when a number is missing; the tooltip says why.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QColor, QFont
 
 from det_forget.engine.inference import ForgetRecord
 
-from ..colors import GROUP_COLORS
+from ..outcome import Gates, RunOutcome, judge
 from .table_base import ColumnsTableModel
 
 __all__ = ["APTableModel"]
@@ -19,6 +24,14 @@ _GROUP_LABELS = {
     "retain": "AP_r (retain)",
     "old": "AP_o (old)",
     "missing": "AP_m (missing)",
+}
+
+
+#: Row tints by verdict.
+VERDICT_COLORS = {
+    "pass": QColor(205, 240, 205),
+    "fail": QColor(255, 190, 190),
+    "unknown": QColor(232, 232, 232),
 }
 
 
@@ -37,12 +50,26 @@ class APTableModel(ColumnsTableModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._rows: list[tuple[str, str, float | None, float | None, bool]] = []
+        self.gates = Gates()
+        #: the verdicts of the record shown (``None``: no record)
+        self.outcome: RunOutcome | None = None
 
     def set_record(self, record: ForgetRecord | None) -> None:
         """Show ``record`` (``None``: empty table)."""
         self.beginResetModel()
         self._rows = [] if record is None else self._build_rows(record)
+        self.outcome = (
+            None
+            if record is None
+            else judge(record.classes, record.before, record.after, self.gates)
+        )
         self.endResetModel()
+
+    def verdict(self, name: str) -> str | None:
+        """``"pass"``, ``"fail"`` or ``"unknown"`` of class ``name`` (``None``: not shown)."""
+        if self.outcome is None or name not in self.outcome.classes:
+            return None
+        return self.outcome.classes[name].verdict
 
     @staticmethod
     def _build_rows(rec: ForgetRecord):
@@ -94,8 +121,13 @@ class APTableModel(ColumnsTableModel):
             font = QFont()
             font.setBold(True)
             return font
-        if role == Qt.ItemDataRole.BackgroundRole and group in GROUP_COLORS and not is_summary:
-            return GROUP_COLORS[group]
+        if role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ToolTipRole) and not is_summary:
+            outcome = self.outcome.classes.get(name) if self.outcome else None
+            if outcome is None:
+                return None
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"{outcome.verdict}: {outcome.reason} ({self.gates.describe()})"
+            return VERDICT_COLORS[outcome.verdict]
         if role == Qt.ItemDataRole.TextAlignmentRole and col >= 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -40,6 +40,9 @@ class ImageListModel(QAbstractListModel):
         self.source = source
         self.endResetModel()
 
+    def entries(self) -> list[ImageEntry]:
+        return list(self._entries)
+
     def entry(self, row: int) -> ImageEntry:
         return self._entries[row]
 

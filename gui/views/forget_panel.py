@@ -161,12 +161,20 @@ class ForgetPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, self.ap_model.columnCount()):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.outcome_label = QLabel(self.ap_model.gates.describe())
+        self.outcome_label.setWordWrap(True)
+        self.outcome_label.setTextFormat(Qt.TextFormat.RichText)
+        ap_page = QWidget()
+        ap_column = QVBoxLayout(ap_page)
+        ap_column.setContentsMargins(0, 0, 0, 0)
+        ap_column.addWidget(self.outcome_label)
+        ap_column.addWidget(self.ap_table, 1)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(5000)
         self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.ap_table, "AP before / after")
+        self.tabs.addTab(ap_page, "AP before / after")
         self.tabs.addTab(self.log, "Log")
 
         layout = QVBoxLayout(self)
@@ -265,6 +273,22 @@ class ForgetPanel(QWidget):
         if detail is not None:
             self.eta.setText(detail)
 
+    def show_outcome(self, outcome) -> None:
+        """The verdict of the record shown (:class:`gui.outcome.RunOutcome`; ``None``: the
+        gates only), above the AP table, with the thresholds."""
+        gates = self.ap_model.gates.describe()
+        if outcome is None:
+            self.outcome_label.setText(gates)
+            return
+        colour = "#1a7f37" if outcome.passed else "#cf222e"
+        failed = outcome.failed("forget") + outcome.failed("retain") + outcome.failed("old")
+        detail = f" ({', '.join(failed)})" if failed else ""
+        self.outcome_label.setText(
+            f"<b style='color:{colour}'>{outcome.headline()}</b>{detail}<br>{gates}"
+        )
+
     def append_log(self, line: str) -> None:
         self.log.appendPlainText(line)
-        self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+        bars = self.log.verticalScrollBar(), self.log.horizontalScrollBar()
+        bars[0].setValue(bars[0].maximum())
+        bars[1].setValue(0)  # long lines never leave the log scrolled sideways

@@ -16,7 +16,25 @@ from PySide6.QtWidgets import (
 
 from ..models import ImageEntry, ImageListModel
 
-__all__ = ["ImagePanel"]
+__all__ = ["ImagePanel", "ImageFilterProxy"]
+
+
+class ImageFilterProxy(QSortFilterProxyModel):
+    """The file-name search, and optionally only the images whose path is in a set."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.paths: set[str] | None = None
+
+    def set_paths(self, paths: set[str] | None) -> None:
+        self.paths = None if paths is None else set(paths)
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent) -> bool:  # noqa: N802
+        if self.paths is not None:
+            if self.sourceModel().entry(row).path not in self.paths:
+                return False
+        return super().filterAcceptsRow(row, parent)
 
 
 class ImagePanel(QWidget):
@@ -35,7 +53,7 @@ class ImagePanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.model = ImageListModel(self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = ImageFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.datasets = QComboBox()
@@ -83,12 +101,30 @@ class ImagePanel(QWidget):
     def set_entries(self, entries: list[ImageEntry], source: str) -> None:
         """Show ``entries`` and select the first one."""
         self.search.clear()
+        self.proxy.set_paths(None)
         self.model.set_entries(entries, source)
         self.status.setText(f"{len(entries)} images from {source}")
         if entries:
             self.select_row(0)
         else:
             self.current_changed.emit(None)
+
+    def set_path_filter(self, paths: set[str] | None) -> None:
+        """List only the images in ``paths`` (``None``: all); the current one stays current
+        when it is listed, else the first listed image becomes current."""
+        current = self.current_entry()
+        self.proxy.set_paths(paths)
+        source = self.model.source
+        total = self.model.rowCount()
+        shown = f"{self.proxy.rowCount()} of " if paths is not None else ""
+        self.status.setText(f"{shown}{total} images from {source}")
+        if current is not None and (paths is None or current.path in paths):
+            for row in range(self.proxy.rowCount()):
+                source_row = self.proxy.mapToSource(self.proxy.index(row, 0)).row()
+                if self.model.entry(source_row) == current:
+                    self.select_row(row)
+                    return
+        self.select_row(0)
 
     def count(self) -> int:
         """Images listed (after the search filter)."""

@@ -20,7 +20,13 @@ __all__ = ["BoxSpec", "DetectionView"]
 
 @dataclass(frozen=True)
 class BoxSpec:
-    """A box to draw, in image pixels (XYXY), with its label text and colour."""
+    """A box to draw, in image pixels (XYXY), with its label text and colour.
+
+    Attributes:
+        detail: shown on hover (tooltip) and sent by ``box_clicked`` (default: the label).
+        kind: ``"detection"`` (solid), ``"gt"`` (dashed, ground truth) or ``"fate"``
+            (thick dotted: a forgotten object and what became of it).
+    """
 
     x0: float
     y0: float
@@ -28,6 +34,15 @@ class BoxSpec:
     y1: float
     label: str
     color: QColor
+    detail: str = ""
+    kind: str = "detection"
+
+
+_PEN_STYLES = {
+    "detection": (2, Qt.PenStyle.SolidLine),
+    "gt": (1.5, Qt.PenStyle.DashLine),
+    "fate": (3, Qt.PenStyle.DotLine),
+}
 
 
 class _Label(QGraphicsItem):
@@ -65,6 +80,8 @@ class DetectionView(QGraphicsView):
 
     zoom_requested = Signal(float)
     fit_requested = Signal()
+    #: a box was clicked: its :class:`BoxSpec`
+    box_clicked = Signal(object)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -79,12 +96,13 @@ class DetectionView(QGraphicsView):
         self._pixmap_item: QGraphicsPixmapItem | None = None
         self._placeholder: QGraphicsSimpleTextItem | None = None
         self._boxes: list[QGraphicsRectItem] = []
+        self._specs: list[BoxSpec] = []
 
     # -- contents --
     def set_image(self, pixmap: QPixmap | None) -> None:
         """Show ``pixmap`` (``None``: clear); removes the boxes."""
         self.scene().clear()
-        self._boxes = []
+        self._boxes, self._specs = [], []
         self._placeholder = None
         self._pixmap_item = None
         if pixmap is not None and not pixmap.isNull():
@@ -110,27 +128,53 @@ class DetectionView(QGraphicsView):
         """Replace the drawn boxes."""
         for item in self._boxes:
             self.scene().removeItem(item)
-        self._boxes = []
+        self._boxes, self._specs = [], []
         if self._pixmap_item is None:
             return
         for b in boxes:
-            pen = QPen(b.color, 2)
+            width, style = _PEN_STYLES[b.kind]
+            pen = QPen(b.color, width)
+            pen.setStyle(style)
             pen.setCosmetic(True)  # the same width on screen at any zoom
             rect = QGraphicsRectItem(QRectF(QPointF(b.x0, b.y0), QPointF(b.x1, b.y1)))
             rect.setPen(pen)
-            rect.setZValue(1)
+            rect.setZValue(2 if b.kind == "fate" else 1)
+            rect.setToolTip(b.detail or b.label)
             label = _Label(b.label, b.color, rect)
-            label.setPos(b.x0, b.y0)
+            label.setToolTip(b.detail or b.label)
+            if b.kind == "detection":
+                label.setPos(b.x0, b.y0)
+            else:  # below the box: never on top of the detection label at the same corner
+                label.setPos(b.x0, b.y1 + label.boundingRect().height())
             self.scene().addItem(rect)
             self._boxes.append(rect)
+            self._specs.append(b)
 
-    def box_count(self) -> int:
-        """Number of boxes drawn now."""
-        return len(self._boxes)
+    def box_count(self, kind: str | None = "detection") -> int:
+        """Number of boxes of ``kind`` drawn now (``None``: all kinds)."""
+        return sum(kind is None or s.kind == kind for s in self._specs)
 
-    def box_labels(self) -> list[str]:
-        """Label texts of the drawn boxes (class name and score)."""
-        return [item.childItems()[0].text for item in self._boxes]
+    def box_labels(self, kind: str | None = "detection") -> list[str]:
+        """Label texts of the drawn boxes of ``kind`` (class name and score)."""
+        return [s.label for s in self._specs if kind is None or s.kind == kind]
+
+    def box_specs(self) -> list[BoxSpec]:
+        """Every box drawn now, in drawing order."""
+        return list(self._specs)
+
+    def spec_at(self, pos) -> BoxSpec | None:
+        """The box under viewport position ``pos`` (the smallest one when nested)."""
+        # Hit-tested on the specs, not on scene items: no wrappers of items a redraw deletes.
+        p = self.mapToScene(pos)
+        x, y = p.x(), p.y()
+        hits = [s for s in self._specs if s.x0 <= x <= s.x1 and s.y0 <= y <= s.y1]
+        return min(hits, key=lambda s: (s.x1 - s.x0) * (s.y1 - s.y0)) if hits else None
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        spec = self.spec_at(event.position().toPoint())
+        if spec is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.box_clicked.emit(spec)
+        super().mousePressEvent(event)
 
     # -- interaction --
     def wheelEvent(self, event) -> None:  # noqa: N802

@@ -19,12 +19,14 @@ __all__ = ["LoadModelDialog"]
 class LoadModelDialog(QDialog):
     """Three paths; adapter folders are separated by ``;`` (loaded in task order)."""
 
-    def __init__(self, parent=None, config: str = "", weights: str = "") -> None:
+    def __init__(
+        self, parent=None, config: str = "", weights: str = "", adapters: list[str] = ()
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Open model")
         self.config = QLineEdit(config)
         self.weights = QLineEdit(weights)
-        self.adapters = QLineEdit()
+        self.adapters = QLineEdit(";".join(adapters))
         self.adapters.setPlaceholderText("optional: adapter folders, ';'-separated")
         form = QFormLayout(self)
         form.addRow("Config (.yaml)", self._with_browse(self.config, self._browse_config))

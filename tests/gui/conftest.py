@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared report fixtures
 
 import pytest  # noqa: E402
 
@@ -52,6 +54,7 @@ def window(qtbot, tmp_path, demo_weights):
     w = MainWindow(demo_weights=demo_weights, output_root=str(tmp_path / "runs"))
     qtbot.addWidget(w)
     w.show()
+    w.confirm_answer = True  # "cancel the running job?" is answered yes without a dialog
     w.errors = []
     w.error_shown.connect(lambda title, message: w.errors.append((title, message)))
     yield w
