@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
     results_saved = Signal(str)
     audited = Signal(object)  # AuditReport
     surviving_found = Signal(int)  # images holding a surviving forgotten object
+    report_written = Signal(str)  # the reviewer's report's path
 
     def __init__(
         self,
@@ -180,6 +181,8 @@ class MainWindow(QMainWindow):
         #: paths of the images that hold a surviving forgotten object (None: no scan)
         self.surviving_paths: set[str] | None = None
         self._scan_task: int | None = None
+        #: the run folder the reviewer's report is written for (last job's or opened run)
+        self.run_dir: str | None = None
         #: ask before cancelling a running job (tests answer through ``confirm_answer``)
         self.confirm_answer: bool | None = None
 
@@ -337,6 +340,12 @@ class MainWindow(QMainWindow):
             "Ctrl+S",
             "Adapter, merged checkpoint, report JSON and a PNG of the comparison",
         )
+        self.report_action = self._action(
+            "Write &reviewer's report",
+            self.write_review_report,
+            tip="One self-contained HTML file next to the run: request, hashes, settings, "
+            "AP, object fate, audit and before/after images",
+        )
         self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
         self.next_action = self._action("Next image", self.image_panel.next, ["N", "PgDown"])
         self.prev_action = self._action("Previous image", self.image_panel.previous, ["P", "PgUp"])
@@ -370,6 +379,7 @@ class MainWindow(QMainWindow):
             self.open_run_action,
             self.open_folder_action,
             self.save_action,
+            self.report_action,
         ):
             menu.addAction(a)
         menu.addSeparator()
@@ -399,6 +409,7 @@ class MainWindow(QMainWindow):
             self.open_run_action,
             self.evaluate_action,
             self.save_action,
+            self.report_action,
         ):
             toolbar.addAction(a)
 
@@ -458,6 +469,7 @@ class MainWindow(QMainWindow):
             not running and not self.audits.auditing and has_result
         )
         self.save_action.setEnabled(not running and has_result)
+        self.report_action.setEnabled(not running and self.run_dir is not None)
         self.model_panel.open_run.setEnabled(not running)
         self.category_panel.set_locked(running)
         self.forget_panel.set_running(running)
@@ -556,6 +568,7 @@ class MainWindow(QMainWindow):
         if self.surviving_check.isChecked():
             self.surviving_check.setChecked(False)
         self.box_detail.setText("Click or hover a box for its details.")
+        self.run_dir = None
 
     @Slot(object)
     def _on_model_loaded(self, session: ModelSession) -> None:
@@ -620,6 +633,9 @@ class MainWindow(QMainWindow):
         self.model_panel.set_history(records)
         self._show_record(records[-1] if records else None)
         self.audit_view.load_run_dir(path)
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        self.run_dir = str(folder) if (folder / "history.json").is_file() else None
+        self._update_enabled()
         self.history_loaded.emit(len(records))
         self._redraw()
 
@@ -1077,6 +1093,8 @@ class MainWindow(QMainWindow):
         self._request_detections()
         self._redraw(new_image=True)
         self.audit_view.load_run_dir(result.output_dir)
+        self.run_dir = result.output_dir
+        self._update_enabled()
         self.job_finished.emit(result)
 
     @Slot(str)
@@ -1199,6 +1217,28 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {len(written)} items to {folder}", 8000)
         self.results_saved.emit(str(folder))
         return written
+
+    # ------------------------------------------------------------------ reviewer's report
+    def write_review_report(self, pairs: int = 6) -> None:
+        """Write the run's reviewer's report (``det_forget.report``) in the background:
+        ``review_report.html`` in the run folder; ``report_written`` follows."""
+        if self.run_dir is None:
+            self.show_error("No run", "Run a forgetting job or open a run folder first.")
+            return
+        from det_forget.report import write_report
+
+        run_dir = self.run_dir
+
+        def done(path) -> None:
+            self.statusBar().showMessage(f"Reviewer's report written to {path}", 10000)
+            self.report_written.emit(str(path))
+
+        self.runner.submit(
+            functools.partial(write_report, run_dir, pairs=pairs),
+            done,
+            lambda e, tb: self._task_error("Cannot write the reviewer's report", e, tb),
+            label=f"Writing the reviewer's report of {os.path.basename(run_dir)}",
+        )
 
     # ------------------------------------------------------------------ closing
     def shutdown(self, timeout_ms: int = 60000) -> None:
