@@ -482,6 +482,8 @@ class ClassificationForgetter:
         def by_name(scores: Mapping[Hashable, float]) -> dict[str, float]:
             return {names[k] if isinstance(k, int) else str(k): v for k, v in scores.items()}
 
+        if before is None and self.cfg.FORGET.BEFORE_FROM_CARD:
+            before = self.card_before()
         start = time.perf_counter()
         history = runner.run(
             self.train_task,
@@ -504,6 +506,29 @@ class ClassificationForgetter:
                 {"forget_method": self.method, "tasks": [t.to_dict() for t in tasks]},
             )
         return result
+
+    def card_before(self) -> dict[str, float] | None:
+        """Per-class test accuracy before forgetting from the model card next to
+        ``CLS.WEIGHTS``, when it holds one of the same weights, test set and model config
+        (:mod:`det_forget.evaluation.before`); None: evaluate."""
+        from ..evaluation.before import card_path_of, classifier_evaluation_key, find_card_before
+        from .config import resolve_weights_path
+
+        weights = resolve_weights_path(self.cfg.CLS.WEIGHTS)
+        test = self.data.test
+        key = classifier_evaluation_key(
+            self.cfg, weights, f"{self.cfg.CLS.DATASET}:test", test.images, test.labels
+        )
+        card = card_path_of(weights)
+        found = None if key is None else find_card_before(card, key, test.classes, ("accuracy",))
+        if found is None:
+            return None
+        logger.info(
+            "Before forgetting: per-class test accuracy from the model card %s (same weights, "
+            "test set and model by sha256), not evaluated again",
+            card,
+        )
+        return {c: v["accuracy"] for c, v in found.items()}
 
     def merged_model(self) -> nn.Module:
         """A copy of the model with adapters merged and removed (a plain checkpoint)."""

@@ -26,7 +26,6 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.JITTER_COPIES": frozenset(("rcnn",)),
     "FORGET.EVAL_BEFORE": _DETECTION,
     "FORGET.BEFORE_REPORT": _DETECTION,
-    "FORGET.BEFORE_FROM_CARD": _DETECTION,
     "FORGET.EARLY_STOP.HELDOUT_IMAGES": _DETECTION,
     "FORGET.FATE_SCORE_THRESH": _DETECTION,
     "FORGET.FATE_IOU_THRESH": _DETECTION,
@@ -124,11 +123,12 @@ def add_forget_node(cfg: CN) -> None:
     # forget_report.json of a run); "" evaluates (or not, per EVAL_BEFORE).
     # Read by: rcnn, detr.
     cfg.FORGET.BEFORE_REPORT = ""
-    # With EVAL_BEFORE and no BEFORE_REPORT: take the "before" per-class AP from the model
-    # card next to MODEL.WEIGHTS (<weights stem>.json, "evaluations") when it holds an
-    # evaluation of the same weights (sha256) on the same val set (content sha256) with
-    # the same test-time settings, instead of evaluating again
-    # (det_forget/evaluation/before.py). False: always evaluate. Read by: rcnn, detr.
+    # Take the scores before forgetting from the model card next to the weights
+    # (<weights stem>.json, "evaluations") when it holds an evaluation of the same weights
+    # (sha256) on the same evaluation set (content sha256) with the same test-time settings,
+    # instead of evaluating again (det_forget/evaluation/before.py; detection: with
+    # EVAL_BEFORE and no BEFORE_REPORT, per-class AP on DATASETS.TEST[0]; classification
+    # and face: per-class accuracy on the test split). False: always evaluate.
     cfg.FORGET.BEFORE_FROM_CARD = True
     # Object fate (det_forget/evaluation/object_fate.py): every ground-truth object of a
     # forgotten class is "detected" (a detection of its class), "relabelled" (of another

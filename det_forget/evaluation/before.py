@@ -9,11 +9,14 @@ the same test-time settings, the numbers are the same, so they are looked up ins
 * (the evaluator's report of an earlier run is reused with ``FORGET.BEFORE_REPORT``.)
 
 An entry matches only when all three hashes are equal (:class:`EvaluationKey`): the
-weights file's sha256, the val set's (:func:`dataset_sha256`: images, sizes and boxes,
-independent of where the files are) and the test-time settings' (:func:`settings_sha256`:
-the detector's ``MODEL`` node without the weights path, the test input size and the
-detections per image). Anything else -- other weights, another val set, another input
-size -- is evaluated as before.
+weights file's sha256, the evaluation set's and the test-time settings'. Detection
+(:func:`evaluation_key`): the val set's content (:func:`dataset_sha256`: images, sizes and
+boxes, independent of where the files are) and the detector's ``MODEL`` node without the
+weights path, the test input size and the detections per image (:func:`settings_sha256`);
+per class ``{"AP", "AP50"}``. Classification and face (:func:`classifier_evaluation_key`):
+the test images and labels (:func:`tensor_sha256`) and the ``CLS.MODEL`` node; per class
+``{"accuracy"}``. Anything else -- other weights, another val set, another input size --
+is evaluated as before.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ __all__ = [
     "EvaluationKey",
     "add_card_evaluation",
     "card_path_of",
+    "classifier_evaluation_key",
     "dataset_sha256",
     "evaluation_key",
     "find_card_before",
     "settings_sha256",
+    "tensor_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,6 +121,32 @@ def evaluation_key(cfg, dataset: str, weights_sha256: str | None = None) -> Eval
     )
 
 
+def tensor_sha256(*tensors) -> str:
+    """sha256 of tensors' shapes, dtypes and bytes (e.g. a classification test set)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def classifier_evaluation_key(cfg, weights: str | os.PathLike, name: str, images, labels):
+    """The key of evaluating a classifier's ``weights`` on ``images``/``labels``
+    (``cfg.CLS.MODEL`` as the settings); None when the weights are not a file."""
+    from ..forgetting.request import file_sha256
+
+    sha = file_sha256(weights)
+    if sha is None:
+        return None
+    return EvaluationKey(
+        weights_sha256=sha,
+        val_set=name,
+        val_set_sha256=tensor_sha256(images, labels),
+        settings_sha256=hashlib.sha256(cfg.CLS.MODEL.dump(sort_keys=True).encode()).hexdigest(),
+    )
+
+
 def card_path_of(weights: str | os.PathLike) -> Path:
     """The model card of a weights file: same folder and stem, ``.json``."""
     return Path(weights).with_suffix(".json")
@@ -130,17 +161,21 @@ def _matches(entry: Mapping[str, Any], key: EvaluationKey) -> bool:
 
 
 def find_card_before(
-    card: str | os.PathLike, key: EvaluationKey, class_names: Sequence[str]
+    card: str | os.PathLike,
+    key: EvaluationKey,
+    class_names: Sequence[str],
+    metrics: Sequence[str] = ("AP", "AP50"),
 ) -> dict[str, dict[str, float | None]] | None:
-    """The per-class ``{"AP", "AP50"}`` a model card holds for ``key``, if any.
+    """The per-class scores a model card holds for ``key``, if any.
 
     Args:
         card: the card's path (a missing or unreadable card holds nothing).
         key: the evaluation wanted.
         class_names: the dataset's classes; the entry must list exactly these.
+        metrics: the scores of each class (``("accuracy",)`` for classifiers).
 
     Returns:
-        ``{class: {"AP": .., "AP50": ..}}`` (what an evaluation returns) or None.
+        ``{class: {metric: ..}}`` (what an evaluation returns) or None.
     """
     path = Path(card)
     if not path.is_file():
@@ -156,9 +191,7 @@ def find_card_before(
         per_class = entry.get("per_class")
         if not isinstance(per_class, Mapping) or set(per_class) != set(class_names):
             continue
-        return {
-            c: {"AP": per_class[c].get("AP"), "AP50": per_class[c].get("AP50")} for c in class_names
-        }
+        return {c: {m: per_class[c].get(m) for m in metrics} for c in class_names}
     return None
 
 
@@ -178,9 +211,7 @@ def add_card_evaluation(
         {
             **asdict(key),
             "command": command,
-            "per_class": {
-                c: {"AP": v.get("AP"), "AP50": v.get("AP50")} for c, v in per_class.items()
-            },
+            "per_class": {c: dict(v) for c, v in per_class.items()},
         }
     )
     data["evaluations"] = entries
