@@ -64,9 +64,9 @@ from .controllers import (
     DetectionController,
     JobController,
     ModelLoader,
+    comparison_png,
     comparison_summary,
     save_results,
-    widget_png,
 )
 from .fates import SURVIVING, fate_text, image_fates
 from .log_handler import QtLogHandler, attach_log_handler, detach_log_handler
@@ -267,7 +267,9 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setStretchFactor(2, 0)
-        splitter.setSizes([330, 740, 430])
+        # The images get most of the width (at 1280 px wide each is ~300 px).
+        splitter.setSizes([300, 820, 380])
+        self.left_tabs.setMinimumWidth(220)
         self.setCentralWidget(splitter)
         self.resize(QSize(1500, 900))
 
@@ -1075,12 +1077,12 @@ class MainWindow(QMainWindow):
         outcome = self.forget_panel.ap_model.outcome
         folder = os.path.basename(os.path.normpath(result.output_dir))
         if outcome is not None and not outcome.passed:
-            state = f"{outcome.headline()}: {folder}"
+            state = outcome.headline()
         else:
-            state = f"done, gates passed: {folder}" if outcome is not None else f"done: {folder}"
+            state = "done, gates passed" if outcome is not None else "done"
         self.forget_panel.show_state(
             state,
-            f"finished {len(records)} task(s)"
+            f"{folder}: finished {len(records)} task(s)"
             + ("" if h_mean is None else f"  ·  H-Mean {h_mean:.1f}")
             + (f"  ·  {outcome.gates.describe()}" if outcome is not None else ""),
         )
@@ -1182,8 +1184,8 @@ class MainWindow(QMainWindow):
         )
 
     def comparison_png(self) -> bytes:
-        """The compare view as PNG bytes."""
-        return widget_png(self.compare)
+        """The compare view's images (cropped, with their titles) as PNG bytes."""
+        return comparison_png(self.compare)
 
     def comparison_summary(self) -> dict[str, Any]:
         """What the compare view shows now, as data (``comparison.json``)."""

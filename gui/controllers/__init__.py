@@ -15,7 +15,7 @@ connects them to its views.
 from .audit import AuditController
 from .detections import DetectionController
 from .errors import ActionRefused
-from .export import comparison_summary, save_results, widget_png
+from .export import comparison_png, comparison_summary, save_results, widget_png
 from .job import JobController, job_config
 from .model import ModelLoader, load_session
 
@@ -25,6 +25,7 @@ __all__ = [
     "DetectionController",
     "JobController",
     "ModelLoader",
+    "comparison_png",
     "comparison_summary",
     "job_config",
     "load_session",

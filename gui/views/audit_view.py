@@ -32,6 +32,40 @@ _PLACEHOLDER = (
 )
 
 
+def audit_caveats(report: AuditReport) -> list[str]:
+    """What the verdict says limits a passed membership check (short, for the headline).
+
+    The same conditions :attr:`AuditReport.verdict` words at length: a base model already
+    near the reference, an AUC too noisy for the tolerance, features that still separate
+    the forgotten classes.
+    """
+    out = []
+    if abs(report.auc("base") - report.reference_auc) <= report.tolerance:
+        out.append("the base model was already near the reference")
+    head = report.models["forgotten"].membership.get(report.headline_attack)
+    if head is not None and head.auc_std_error > report.tolerance / 2:
+        out.append("too few samples for the tolerance")
+    probes = {r: a.probe for r, a in report.models.items() if a.probe is not None}
+    if "forgotten" in probes:
+        after = probes["forgotten"].balanced_accuracy
+        if "retrained" in probes:
+            if after - probes["retrained"].balanced_accuracy > report.tolerance:
+                out.append(f"the probe still separates the forgotten classes ({after:.3f})")
+        elif after >= 0.75:
+            out.append(f"the probe still separates the forgotten classes ({after:.3f})")
+    return out
+
+
+def audit_headline(report: AuditReport) -> tuple[str, str]:
+    """``(word, colour)``: FAIL (red) when the check fails, INCONCLUSIVE (amber) when it
+    passes with a caveat of the verdict, PASS (green) only when nothing qualifies it."""
+    if not report.within_tolerance:
+        return "FAIL", "#cf222e"
+    if audit_caveats(report):
+        return "INCONCLUSIVE", "#9a6700"
+    return "PASS", "#1a7f37"
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -39,14 +73,24 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 class AuditTableModel(ColumnsTableModel):
     """One row per audited model (base, forgotten, retrained)."""
 
+    # Short titles so the table fits the side panel; each has a tooltip.
     COLUMNS = (
         "Model",
-        "MIA AUC (loss)",
-        "MIA AUC (confidence)",
-        "Best attack acc.",
-        "Probe bal. acc.",
+        "AUC loss",
+        "AUC conf.",
+        "Attack acc.",
+        "Probe acc.",
         "Probe AUC",
-        "Forget acc. %",
+        "Forget %",
+    )
+    TOOLTIPS = (
+        "Audited model",
+        "Membership-inference AUC of the loss attack ± its standard error",
+        "Membership-inference AUC of the confidence attack",
+        "Best balanced accuracy of the headline attack",
+        "Linear probe's balanced accuracy (forgotten vs retained classes)",
+        "Linear probe's AUC",
+        "Accuracy on the forgotten classes, %",
     )
 
     def __init__(self, parent=None) -> None:
@@ -83,6 +127,11 @@ class AuditTableModel(ColumnsTableModel):
     def _row_count(self) -> int:
         return len(self._rows)
 
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return self.TOOLTIPS[section]
+        return super().headerData(section, orientation, role)
+
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
@@ -110,6 +159,8 @@ class AuditView(QWidget):
         self.source_path: str | None = None
         self.status = QLabel()
         self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.status.setWordWrap(True)
+        self.status.setMinimumWidth(10)  # wraps instead of widening the side panel
         self.verdict = QLabel(_PLACEHOLDER)
         self.verdict.setWordWrap(True)
         self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -119,8 +170,11 @@ class AuditView(QWidget):
         self.table.verticalHeader().hide()
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setMinimumSectionSize(30)
         self.details = QLabel()
         self.details.setWordWrap(True)
+        self.details.setMinimumWidth(10)
+        self.verdict.setMinimumWidth(10)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.run_button = QPushButton("Run audit")
         self.run_button.setToolTip(
@@ -147,12 +201,13 @@ class AuditView(QWidget):
             self.verdict.setText(_PLACEHOLDER)
             self.details.setText("")
             return
-        ok = report.within_tolerance
-        colour = "#1a7f37" if ok else "#cf222e"
+        word, colour = audit_headline(report)
+        caveats = audit_caveats(report) if report.within_tolerance else []
         self.status.setText(
-            f"<b style='color:{colour}'>{'PASS' if ok else 'FAIL'}</b>: forgotten MIA AUC "
+            f"<b style='color:{colour}'>{word}</b>: forgotten MIA AUC "
             f"{report.auc('forgotten'):.3f} vs {report.reference_auc:.3f} "
             f"({report.reference}), tolerance {report.tolerance:g}"
+            + (f"; but {'; '.join(caveats)}" if caveats else "")
         )
         self.verdict.setText(report.verdict)
         data = report.data

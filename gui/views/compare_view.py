@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QGraphicsView, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsView, QGridLayout, QLabel, QWidget
 
 from .image_view import DetectionView
 
@@ -28,13 +28,19 @@ class CompareView(QWidget):
         for label in (self.before_title, self.after_title):
             label.setTextFormat(Qt.TextFormat.RichText)
             label.setWordWrap(True)
-        layout = QHBoxLayout(self)
+        # One grid: both titles share a row, so a title that wraps never pushes one image
+        # lower than the other.
+        layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for title, view in ((self.before_title, self.before), (self.after_title, self.after)):
-            column = QVBoxLayout()
-            column.addWidget(title)
-            column.addWidget(view, 1)
-            layout.addLayout(column, 1)
+        for col, (title, view) in enumerate(
+            ((self.before_title, self.before), (self.after_title, self.after))
+        ):
+            title.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+            title.setMinimumWidth(10)
+            layout.addWidget(title, 0, col)
+            layout.addWidget(view, 1, col)
+            layout.setColumnStretch(col, 1)
+        layout.setRowStretch(1, 1)
         self._fit_mode = True
         self._syncing = False
         for a, b in ((self.before, self.after), (self.after, self.before)):

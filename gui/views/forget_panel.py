@@ -149,6 +149,8 @@ class ForgetPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("idle")
         self.eta = QLabel("")
+        self.eta.setWordWrap(True)
+        self.eta.setMinimumWidth(10)  # a long message wraps instead of widening the panel
 
         self.loss_plot = LossPlot()
         self.ap_model = APTableModel(self)
@@ -187,6 +189,8 @@ class ForgetPanel(QWidget):
         layout.addWidget(self.eta)
         layout.addWidget(self.loss_plot, 1)
         layout.addWidget(self.tabs, 2)
+        self._running = False
+        self._last_message = ""
         self._settings_widgets = (
             self.method,
             self.iterations,
@@ -248,7 +252,9 @@ class ForgetPanel(QWidget):
             w.setEnabled(not running)
         self.forget_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        if running:
+        starting = running and not self._running
+        self._running = running
+        if starting:  # only when a job starts: a refresh while it runs keeps its curve
             self.loss_plot.clear()
             self.progress.setValue(0)
             self.progress.setFormat("starting (building the model, evaluating before) …")
@@ -264,6 +270,12 @@ class ForgetPanel(QWidget):
             parts.append(f"total loss {loss:.4f}")
         if p.iteration >= p.max_iter:
             parts.append("evaluating after …")
+        message = getattr(p, "message", "")
+        if message:  # e.g. early stopping: "stopped at iteration K: ..."
+            parts.append(message)
+            if message != self._last_message:
+                self.append_log(message)
+            self._last_message = message
         self.eta.setText("  ·  ".join(x for x in parts if x))
         self.loss_plot.add_point(p.iteration, p.losses)
 

@@ -11,16 +11,19 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 __all__ = ["LossPlot"]
 
+# Far-apart hues and lightness (Okabe-Ito): no two series look alike, even in grey.
 _PALETTE = (
-    QColor(31, 119, 180),
-    QColor(214, 39, 40),
-    QColor(44, 160, 44),
-    QColor(255, 127, 14),
-    QColor(148, 103, 189),
-    QColor(140, 86, 75),
-    QColor(227, 119, 194),
-    QColor(127, 127, 127),
+    QColor(0, 0, 0),
+    QColor(0, 114, 178),
+    QColor(230, 159, 0),
+    QColor(0, 158, 115),
+    QColor(204, 121, 167),
+    QColor(213, 94, 0),
+    QColor(86, 180, 233),
+    QColor(120, 120, 120),
 )
+_LEGEND_WIDTH = 170
+_ROW = 14
 
 
 class LossPlot(QWidget):
@@ -64,7 +67,14 @@ class LossPlot(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
         painter.setFont(font)
-        plot = QRectF(self.rect()).adjusted(44, 10, -10, -22)
+        # The legend never covers the curves: right of the plot when the widget is wide
+        # enough, else below it.
+        rows = _ROW * max(len(self.series), 1)
+        beside = self.width() >= 2 * _LEGEND_WIDTH + 60
+        if beside:
+            plot = QRectF(self.rect()).adjusted(50, 10, -(_LEGEND_WIDTH + 12), -26)
+        else:
+            plot = QRectF(self.rect()).adjusted(50, 10, -10, -(26 + rows + 4))
         painter.setPen(QPen(QColor(160, 160, 160), 1))
         painter.drawRect(plot)
         points = [p for s in self.series.values() for p in s]
@@ -89,7 +99,7 @@ class LossPlot(QWidget):
         for frac in (0.0, 0.5, 1.0):
             y = y_min + frac * (y_max - y_min)
             py = to_px(x_min, y).y()
-            painter.drawText(QRectF(0, py - 8, 40, 16), Qt.AlignmentFlag.AlignRight, f"{y:.3g}")
+            painter.drawText(QRectF(0, py - 8, 46, 16), Qt.AlignmentFlag.AlignRight, f"{y:.3g}")
         painter.drawText(
             QRectF(plot.left(), plot.bottom() + 4, plot.width(), 16),
             Qt.AlignmentFlag.AlignLeft,
@@ -100,8 +110,10 @@ class LossPlot(QWidget):
             Qt.AlignmentFlag.AlignRight,
             f"iter {x_max}",
         )
-        legend_y = plot.top() + 4
-        legend = QRectF(plot.right() - 174, legend_y - 2, 170, 14 * len(self.series) + 4)
+        if beside:
+            legend_x, legend_y = plot.right() + 8, plot.top()
+        else:
+            legend_x, legend_y = plot.left(), plot.bottom() + 24
         for i, pts in enumerate(self.series.values()):
             color = _PALETTE[i % len(_PALETTE)]
             painter.setPen(QPen(color, 1.6))
@@ -111,15 +123,14 @@ class LossPlot(QWidget):
             if len(pts) == 1:
                 painter.drawEllipse(to_px(*pts[0]), 2, 2)
             painter.drawPath(path)
-        painter.fillRect(legend, QColor(255, 255, 255, 210))
         for i, (name, pts) in enumerate(self.series.items()):
             color = _PALETTE[i % len(_PALETTE)]
             painter.setPen(QPen(color, 1.6))
             text = f"{name} {pts[-1][1]:.3g}"
-            box = QRectF(plot.right() - 170, legend_y, 164, 14)
+            box = QRectF(legend_x, legend_y, _LEGEND_WIDTH - 4, _ROW)
             painter.drawLine(
                 QPointF(box.left(), box.center().y()), QPointF(box.left() + 12, box.center().y())
             )
             painter.setPen(QColor(40, 40, 40))
             painter.drawText(box.adjusted(16, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, text)
-            legend_y += 14
+            legend_y += _ROW

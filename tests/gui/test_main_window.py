@@ -120,8 +120,14 @@ def test_forget_run_progress_compare_and_save(qtbot, loaded, mini_val, tmp_path)
     # Progress arrived for every step, with an ETA and the loss terms.
     assert [p.iteration for p in progress] == list(range(1, ITERS + 1))
     assert progress[-1].fraction == 1.0 and progress[0].eta_seconds is not None
+    assert "total_loss" in panel.loss_plot.series, (panel.loss_plot.series, progress[-1])
     assert len(panel.loss_plot.series["total_loss"]) == ITERS
     assert panel.forget_button.isEnabled() and w.save_action.isEnabled()
+    # The final state is judged by the gates, with the thresholds shown.
+    assert panel.progress.format() in ("done, gates passed",) or panel.progress.format().startswith(
+        "gates failed: "
+    )
+    assert "gates: forgotten AP ≤ 5, retained AP drop ≤ 5 points" in panel.eta.text()
     assert "task" in panel.log.toPlainText()  # the trainer's log lines reach the log pane
 
     # History, adapter layers and the AP table come from the job's history.
@@ -160,7 +166,21 @@ def test_forget_run_progress_compare_and_save(qtbot, loaded, mini_val, tmp_path)
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     comparison = json.loads((out / "comparison.json").read_text())
     assert comparison["forgotten_classes"] == [FORGET] and "after" in comparison
-    assert len(written) == 7 and all(os.path.exists(p) for p in written)
+    assert len(written) == 8 and all(os.path.exists(p) for p in written)  # + request.json
+    # Self-contained: the saved config loads the saved merged model; files are 0644.
+    merged_cfg = (out / "merged_config.yaml").read_text()
+    assert str((out / "model_merged.pth").resolve()) in merged_cfg
+    assert f"WEIGHTS: {result.output_dir}" not in merged_cfg
+    for p in written:
+        for f in [p] if os.path.isfile(p) else [os.path.join(p, n) for n in os.listdir(p)]:
+            assert os.stat(f).st_mode & 0o777 == 0o644, f
+    # comparison.png holds the two images, not the views' empty background.
+    from PySide6.QtGui import QImage
+
+    png = QImage(str(out / "comparison.png"))
+    view = w.compare.before
+    image_px = view.mapFromScene(view.sceneRect()).boundingRect()
+    assert png.width() <= 2 * image_px.width() + 30 < w.compare.width() + 30
     assert result.output_dir.startswith(str(tmp_path))
 
 
