@@ -277,7 +277,9 @@ def add_forget_node(cfg: CN) -> None:
     # Nats below LOSS.BOUND that a forget class's held-out CE_WEIGHT x CE may stay.
     cfg.FORGET.EARLY_STOP.BOUND_TOL = 0.5
     # Relative rise of the retain loss over its start that still allows a stop.
-    cfg.FORGET.EARLY_STOP.RETAIN_MARGIN = 0.1
+    # (25%: Fashion-MNIST GS-LoRA stops at step 125 with the accuracy the former
+    # best-validation selection kept; 10% ran to step 250 for +0.5 Acc_r.)
+    cfg.FORGET.EARLY_STOP.RETAIN_MARGIN = 0.25
     # Detection: held-out forget images (taken from the training images DATA_RATIO /
     # SHOTS leave out; if too few, from the forget training images while at least as
     # many remain to train on). Read by: rcnn, detr.

@@ -62,7 +62,7 @@ class StopRule:
     bound: float | None = 5.0
     ce_weight: float = 1.0
     bound_tol: float = 0.5
-    retain_margin: float | None = 0.1
+    retain_margin: float | None = 0.25
     metric: str = "score"
 
     def __post_init__(self) -> None:

@@ -62,12 +62,12 @@ def test_missing_held_out_measurement_blocks_stopping():
 def test_retain_loss_worse_than_at_start_blocks_stopping():
     s = ForgetStopper(RULE, ["a"], max_iter=200)
     forgotten = ({"a": 0.0}, {"a": 9.0})
-    # Retain loss 1.0 over the first period, then 1.5 (+50% > 10% margin), then back.
+    # Retain loss 1.0 over the first period, then 1.5 (+50% > 25% margin), then back.
     decisions = _run_checks(
         s, [forgotten] * 5, retain=lambda step: 1.0 if step < 10 or step >= 30 else 1.5
     )
     assert decisions == [False, False, False, False, True]
-    assert s.checks[1].reasons == ["retain loss 1.500 > 1.000 x 1.1"]
+    assert s.checks[1].reasons == ["retain loss 1.500 > 1.000 x 1.25"]
     assert s.checks[0].passed and s.checks[2].reasons  # streak broken by the retain loss
     assert s.stopped_at == 50
 
@@ -93,7 +93,7 @@ def test_rule_from_config_follows_the_method():
     cfg = add_forget_config(get_cfg())
     gs = StopRule.from_config(cfg, get_method("gs_lora"), "AP")
     assert gs.enabled and gs.period == 20 and gs.patience == 2
-    assert gs.bound == cfg.FORGET.LOSS.BOUND and gs.retain_margin == 0.1
+    assert gs.bound == cfg.FORGET.LOSS.BOUND and gs.retain_margin == 0.25
     no_retain = StopRule.from_config(cfg, get_method("no_retain"), "AP")
     assert no_retain.bound is None and no_retain.retain_margin is None
     assert not StopRule.from_config(cfg, get_method("retrain"), "AP").enabled
