@@ -469,6 +469,7 @@ def _ap_section(ev: RunEvidence, gates: tuple[float, float] = (5.0, 5.0)) -> str
                     (f"{k} ({side})", _num(v))
                     for side in ("before", "after")
                     for k, v in (summary.get(side) or {}).items()
+                    if v is not None
                 ]
                 + [("Drop", _num(summary.get("drop"))), ("H-Mean", _num(summary.get("h_mean")))]
             )
@@ -538,7 +539,8 @@ def _audit_section(ev: RunEvidence) -> str:
         where = f" ({_e(ev.audit_path)})" if ev.audit_path else ""
         return (
             f"<p class='note'>No audit was run for this run{where}. "
-            "<code>python tools/audit.py --run RUN_DIR</code> writes audit.json.</p>"
+            "<code>python tools/audit.py --task detection --config-file CONFIG --forgotten "
+            "RUN_DIR</code> (or the app's Audit tab) writes audit.json.</p>"
         )
     # The headline states the measurement; the verdict paragraph says what it means.
     within = "within" if report.within_tolerance else "NOT within"
