@@ -48,7 +48,14 @@ _PEN_STYLES = {
 class _Label(QGraphicsItem):
     """Text on a filled background that keeps its size on screen at any zoom."""
 
-    def __init__(self, text: str, color: QColor, parent: QGraphicsItem | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        color: QColor,
+        parent: QGraphicsItem | None = None,
+        *,
+        align_right: bool = False,
+    ) -> None:
         super().__init__(parent)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.text = text
@@ -56,7 +63,10 @@ class _Label(QGraphicsItem):
         self.font = QFont()
         self.font.setPointSizeF(8.0)
         metrics = QFontMetricsF(self.font)
-        self._rect = QRectF(0, -metrics.height() - 2, metrics.horizontalAdvance(text) + 6, 0)
+        width = metrics.horizontalAdvance(text) + 6
+        # Right-aligned labels end at their position (boxes near the right edge keep
+        # their whole label inside the image).
+        self._rect = QRectF(-width if align_right else 0, -metrics.height() - 2, width, 0)
         self._rect.setHeight(metrics.height() + 2)
 
     def boundingRect(self) -> QRectF:  # noqa: N802
@@ -140,12 +150,14 @@ class DetectionView(QGraphicsView):
             rect.setPen(pen)
             rect.setZValue(2 if b.kind == "fate" else 1)
             rect.setToolTip(b.detail or b.label)
-            label = _Label(b.label, b.color, rect)
+            right_half = (b.x0 + b.x1) / 2 > self.scene().sceneRect().center().x()
+            label = _Label(b.label, b.color, rect, align_right=right_half)
             label.setToolTip(b.detail or b.label)
+            x = b.x1 if right_half else b.x0
             if b.kind == "detection":
-                label.setPos(b.x0, b.y0)
+                label.setPos(x, b.y0)
             else:  # below the box: never on top of the detection label at the same corner
-                label.setPos(b.x0, b.y1 + label.boundingRect().height())
+                label.setPos(x, b.y1 + label.boundingRect().height())
             self.scene().addItem(rect)
             self._boxes.append(rect)
             self._specs.append(b)
