@@ -514,17 +514,29 @@ class ForgetTrainer(DetectionTrainer):
                 it = self.task_hook.first_iter(start_iter)
                 if it != start_iter:
                     self._seek(it)
+                executed, last = 0, start_iter - 1
                 while it < max_iter:
                     self.iter = it
                     self.before_step()
                     self.run_step()
                     self.after_step()
+                    executed, last = executed + 1, it
                     following = self.task_hook.next_iter(it)
                     if following != it + 1 and following < max_iter:
                         self._seek(following)
                     it = following
-                # As in detectron2: iter == max_iter tells after_train the run finished.
-                self.iter = max_iter
+                # As detectron2's loop leaves it (one past the last iteration run), so its
+                # "Overall training speed" line counts the iterations that ran.
+                self.iter = last + 1
+                stopped = sum(s.stopped_at is not None for s in self.task_hook.stoppers)
+                logger.info(
+                    "Trained %d iterations (ceiling %d); the stopping rule ended %d of %d "
+                    "tasks early",
+                    executed,
+                    max_iter - start_iter,
+                    stopped,
+                    len(self.tasks),
+                )
             except Exception:
                 logger.exception("Exception during training:")
                 raise

@@ -65,7 +65,8 @@ def test_forgotten_tasks_stop_early_and_the_next_starts_on_time(tmp_path, tiny_s
         forget = record["classes"]["forget"][0]
         assert stop["checks"][-1]["scores"][forget] == 0.0
         assert stop["checks"][-1]["forget_loss"][forget] > 5.0
-    assert trainer.iter == cfg.SOLVER.MAX_ITER == 16
+    assert cfg.SOLVER.MAX_ITER == 16 and trainer.iter == 12  # one past the last run
+    assert sum("Trained 8 iterations (ceiling 16)" in r.getMessage() for r in caplog.records) == 1
     assert sum("stopped at iteration 4:" in r.getMessage() for r in caplog.records) == 2
     saved = json.loads((out / "history.json").read_text())
     assert saved["tasks"][1]["train"]["stopping"]["stopped_at"] == 4
