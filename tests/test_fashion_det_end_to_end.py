@@ -73,3 +73,22 @@ def test_forget_config_runs_and_reports_object_fate(tiny_fashion, tmp_path):
     assert results["relabelled_pct"] == pytest.approx(
         100.0 * fate["total"]["relabelled"] / n_objects
     )
+
+
+def test_shipped_fashion_weights_and_cards():
+    import os
+
+    from detection_fixtures import REPO
+
+    from det_forget.engine.inference import build_config
+
+    for config in ("fashion_det_forget.yaml", "base/fashion_vit_tiny_frcnn_retrain.yaml"):
+        cfg = build_config(os.path.join(REPO, "configs", config))
+        assert cfg.DATASETS.TEST == ("fashion_det_val",)
+    cfg = build_config(os.path.join(REPO, "configs", "fashion_det_forget.yaml"))
+    assert os.path.isfile(os.path.join(REPO, cfg.MODEL.WEIGHTS))
+    for name in ("fashion_vit_tiny_frcnn", "fashion_vit_tiny_frcnn_retrain"):
+        card = json.loads(
+            open(os.path.join(REPO, "det_forget", "model_zoo", name + ".json")).read()
+        )
+        assert card["file"] == name + ".pth" and card["ap_curve"] and card["command"]
