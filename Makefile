@@ -27,4 +27,4 @@ gui: setup
 
 # A real window under Xvfb (needs Debian's xvfb and Qt's xcb libraries, see docs/gui.md).
 screenshot: setup
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) tools/gui_screenshot.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) tools/gui_screenshot.py --audit-out docs/gui_audit.png

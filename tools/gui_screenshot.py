@@ -42,6 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="docs/gui_screenshot.png", help="PNG to write")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds to wait for the job")
     parser.add_argument("--scan", type=int, default=80, help="images searched for a fate")
+    parser.add_argument(
+        "--audit-out", default="", help="also audit the run and grab the Audit tab here"
+    )
     return parser.parse_args(argv)
 
 
@@ -155,6 +158,18 @@ def main(argv=None) -> int:
         f"wrote {args.out} ({image.width()}x{image.height()}), image row {chosen}: "
         + "; ".join(window.compare.after.box_labels("fate"))
     )
+    if args.audit_out:
+        # The Audit tab after the app's own audit of the run (membership inference and
+        # the box-feature probe, base vs forgotten).
+        window.run_audit()
+        _wait(app, window.audited, args.timeout)
+        window.left_tabs.setCurrentWidget(window.audit_view)
+        _settle(app, 500)
+        shot = screen.grabWindow(window.winId()) if screen is not None else window.grab()
+        if shot.isNull():
+            shot = window.grab()
+        shot.save(args.audit_out, "PNG")
+        print(f"wrote {args.audit_out}: {window.audit_view.status.text()}")
     window.close()
     return 0
 

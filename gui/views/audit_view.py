@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, QTransposeProxyModel, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -130,6 +130,8 @@ class AuditTableModel(ColumnsTableModel):
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             return self.TOOLTIPS[section]
+        if orientation == Qt.Orientation.Vertical and role == Qt.ItemDataRole.DisplayRole:
+            return self._rows[section][0]  # the model's role (a column once transposed)
         return super().headerData(section, orientation, role)
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
@@ -165,11 +167,15 @@ class AuditView(QWidget):
         self.verdict.setWordWrap(True)
         self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table_model = AuditTableModel(self)
+        # Shown transposed (a row per number, a column per model): three narrow columns
+        # fit the side panel where seven did not.
+        self.transposed = QTransposeProxyModel(self)
+        self.transposed.setSourceModel(self.table_model)
         self.table = QTableView()
-        self.table.setModel(self.table_model)
-        self.table.verticalHeader().hide()
+        self.table.setModel(self.transposed)
+        self.table_model.modelReset.connect(lambda: self.table.setRowHidden(0, True))
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setMinimumSectionSize(30)
         self.details = QLabel()
         self.details.setWordWrap(True)

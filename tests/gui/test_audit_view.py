@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
+from PySide6.QtCore import Qt
+
 from det_forget.audit import (
     AUDIT_FILE_NAME,
     AuditReport,
@@ -74,6 +76,13 @@ def test_audit_view_shows_the_numbers_and_verdict(qtbot):
     assert "INCONCLUSIVE" in view.status.text() and "0.512 vs 0.503" in view.status.text()
     assert "probe still separates the forgotten classes (0.983)" in view.status.text()
     assert "better than a retrained model" in view.verdict.text()
+    # Shown a row per number and a column per model: it fits the default side panel.
+    view.resize(300, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    assert view.table.horizontalScrollBar().maximum() == 0
+    assert view.transposed.headerData(1, Qt.Orientation.Horizontal) == "forgotten"
+    assert view.transposed.headerData(1, Qt.Orientation.Vertical) == "AUC loss"
     clean = copy.deepcopy(_report())
     clean.models["forgotten"].probe.balanced_accuracy = 0.9
     view.set_report(clean)
