@@ -6,39 +6,12 @@ import os
 import sys
 
 import pytest
-import torch
-from torch import nn
 
-# Test helper modules (detection_fixtures) import by name under --import-mode=importlib.
+# Test helper modules (detection_fixtures, vit_fixtures) import by name under
+# --import-mode=importlib; never import from ``conftest`` itself (see vit_fixtures.py).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def tiny_timm_vit(num_classes: int = 5) -> nn.Module:
-    from timm.models.vision_transformer import VisionTransformer
-
-    torch.manual_seed(0)
-    return VisionTransformer(
-        img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=num_classes
-    ).eval()
-
-
-def tiny_d2_vit() -> nn.Module:
-    from detectron2.modeling.backbone.vit import ViT
-
-    torch.manual_seed(0)
-    return ViT(
-        img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, pretrain_img_size=32
-    ).eval()
-
-
-def d2_vit_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x)["last_feat"]
-
-
-MODEL_FACTORIES = {
-    "timm_vit": (tiny_timm_vit, lambda m, x: m(x)),
-    "detectron2_vit": (tiny_d2_vit, d2_vit_output),
-}
+from vit_fixtures import MODEL_FACTORIES  # noqa: E402
 
 
 @pytest.fixture(params=sorted(MODEL_FACTORIES))

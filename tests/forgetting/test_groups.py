@@ -15,7 +15,7 @@ from det_forget.lora import LoraConfig, inject_lora, lora_layers
 
 @pytest.fixture
 def vit():
-    from conftest import tiny_timm_vit
+    from vit_fixtures import tiny_timm_vit
 
     model = tiny_timm_vit()
     inject_lora(model, LoraConfig(rank=2, target_modules=["mlp.fc1", "mlp.fc2"]))

@@ -12,7 +12,7 @@ from det_forget.lora import LoraConfig, inject_lora
 
 
 def _lora_model():
-    from conftest import tiny_timm_vit
+    from vit_fixtures import tiny_timm_vit
 
     model = tiny_timm_vit()
     inject_lora(model, LoraConfig(rank=2, qkv_modules=["attn.qkv"]))
