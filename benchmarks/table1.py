@@ -2,15 +2,12 @@
 """Poppi et al.'s Table 1 protocol on Fashion-MNIST: unlearn each class in turn.
 
 For every row (a method with its yaml config in ``configs/classification/``) and every
-class c of the 10, the shipped ViT (``fmnist_vit.safetensors``) forgets class c alone,
-stopped by classification's stopping rule (``FORGET.EARLY_STOP.*``). The committed
-results were produced at commit d3e92ce, where that rule was Poppi et al.'s: score
+class c of the 10, the shipped ViT (``fmnist_vit.safetensors``) forgets class c alone
+with Poppi et al.'s early stopping (``FORGET.EARLY_STOP.SELECT val_score``: score
 ``mean(Acc_r, 100 - Acc_f)`` on the validation split carved from train every ``PERIOD``
-steps and keep the best weights. Since issue 16 the rule is the shared "stop when
-forgotten" one (``det_forget/forgetting/stopping.py``), which keeps the last weights; a
-rerun measures that. Acc_r / Acc_f of each class's model are measured on the test split;
-the table gives their mean and spread (population std) over the classes, and the worst
-class's Acc_f.
+steps, keep the best weights, stop after ``PATIENCE`` checks without a better score).
+Acc_r / Acc_f of each class's model are measured on the test split; the table gives their
+mean and spread (population std) over the classes, and the worst class's Acc_f.
 
 Each method's loss weight is chosen from a small grid on the **validation split only**:
 every grid value runs on the ``--select`` classes, the value with the best mean validation
@@ -55,6 +52,7 @@ from det_forget.classification.model import build_classifier, load_classifier  #
 from det_forget.classification.trainer import ClassificationForgetter  # noqa: E402
 from det_forget.evaluation.metrics import group_mean  # noqa: E402
 from det_forget.forgetting import get_method, tasks_from_config  # noqa: E402
+from det_forget.forgetting.stopping import val_selection_score  # noqa: E402
 from det_forget.utils.io import atomic_write  # noqa: E402
 
 CONFIG_DIR = ROOT / "configs" / "classification"
@@ -77,7 +75,7 @@ class Row:
 #: Table order; the first rows are Poppi et al.'s retain-free ablations and GS-LoRA, which
 #: the acceptance targets name, so an interrupted run has them.
 _RETAIN_FREE = (
-    "FORGET.MAX_ITER", "60", "FORGET.EARLY_STOP.PERIOD", "2", "FORGET.EARLY_STOP.PATIENCE", "5",
+    "FORGET.MAX_ITER", "40", "FORGET.EARLY_STOP.PERIOD", "1", "FORGET.EARLY_STOP.PATIENCE", "5",
 )  # fmt: skip
 _FULL_NO_RETAIN = (
     "FORGET.MAX_ITER", "60", "FORGET.EARLY_STOP.PERIOD", "3", "FORGET.EARLY_STOP.PATIENCE", "5",
@@ -150,8 +148,8 @@ ROWS = (
     Row("retrain", "Retrain (retain)", "baseline_retrain.yaml"),
 )
 
-#: Shared overrides: a smaller validation subset scored by early stopping.
-COMMON_OPTS = ["CLS.VAL_EVAL_PER_CLASS", "30"]
+#: Shared overrides: Poppi et al.'s early stopping on a validation subset.
+COMMON_OPTS = ["CLS.VAL_EVAL_PER_CLASS", "30", "FORGET.EARLY_STOP.SELECT", "val_score"]
 #: ``--smoke``: two classes, two steps, a sliver of data, one grid value.
 SMOKE_OPTS = [
     "FORGET.MAX_ITER", "2",
@@ -160,11 +158,6 @@ SMOKE_OPTS = [
     "FORGET.BASELINE.EWC_SAMPLES", "16",
     "CLS.VAL_EVAL_PER_CLASS", "3",
 ]  # fmt: skip
-
-
-def val_score(per_class: dict[int, float], forget, retain) -> float:
-    """``mean(Acc_r, 100 - Acc_f)``: Poppi et al.'s selection score (here on validation)."""
-    return 0.5 * (group_mean(per_class, retain) + 100.0 - group_mean(per_class, forget))
 
 
 def _stats(values: list[float]) -> dict:
@@ -189,12 +182,13 @@ def _run_one(cfg, data, cls: int) -> tuple[dict, torch.nn.Module]:
         raise AssertionError(f"task forgets {task.forget}, expected ({cls},)")
     start = time.perf_counter()
     stats = forgetter.train_task(task)
-    val = stats.get("best_val_score")
-    if val is None:  # no best-weights early stopping: score the weights it ended with
-        val = val_score(forgetter.evaluate("val_eval"), task.forget, task.retain)
+    stop = stats["stopping"]
+    val = stop.get("best_score")
+    if val is None:  # no selection (retrain): score the weights it ended with
+        val = val_selection_score(forgetter.evaluate("val_eval"), task.forget, task.retain)
     record = {
         "steps": stats.get("steps"),
-        "best_step": stats.get("best_step"),
+        "best_step": stop.get("best_step"),
         "val_score": val,
         "seconds": time.perf_counter() - start,
         "trainable_share": params["trainable_share"],

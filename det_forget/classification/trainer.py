@@ -49,7 +49,12 @@ from ..forgetting import (
 )
 from ..forgetting.losses import per_class_mean
 from ..forgetting.schedule import lr_factor
-from ..forgetting.stopping import ForgetStopper, StopRule
+from ..forgetting.stopping import (
+    BestScoreSelector,
+    ForgetStopper,
+    StopRule,
+    val_selection_score,
+)
 from ..lora import (
     count_parameters,
     inject_lora,
@@ -287,6 +292,7 @@ class ClassificationForgetter:
             StopRule.from_config(cfg, self.spec, "accuracy"), self.names(task.forget), max_iter
         )
         heldout = self._heldout(task)
+        selector = self._selector(task, max_iter)
         terms: dict[str, torch.Tensor] = {}
         logger.info(
             "task %d: %s on %d forget / %d retain images, %d steps",
@@ -339,15 +345,25 @@ class ClassificationForgetter:
                 )
             raw_retain = inputs.get("retain_loss")
             stopper.observe(step, None if raw_retain is None else float(raw_retain.detach()))
-            if stopper.due(step):
+            if selector is not None:
+                if selector.due(step):
+                    score = self._val_score(task)
+                    self.model.train()
+                    if selector.check(step, score, params):
+                        break
+            elif stopper.due(step):
                 scores, losses = self._heldout_check(heldout, task)
                 self.model.train()
                 if stopper.check(step, scores, losses):
                     break
+        if selector is not None:
+            selector.restore(params)
         self.model.eval()
         stats: dict[str, Any] = {
             "steps": step + 1,
-            "stopping": stopper.summary(step + 1),
+            "stopping": (
+                selector.summary(step + 1) if selector is not None else stopper.summary(step + 1)
+            ),
             "seconds": time.perf_counter() - start,
             "forget_images": len(data.forget),
             "retain_images": len(data.retain),
@@ -365,6 +381,21 @@ class ClassificationForgetter:
             stats["stopping"]["reason"],
         )
         return stats
+
+    def _val_score(self, task: ForgetTask) -> float:
+        """Poppi et al.'s ``mean(Acc_r, 100 - Acc_f)`` on the validation split."""
+        retained = [c for c in task.retain if c not in set(task.missing)]
+        return val_selection_score(self.evaluate("val_eval"), task.forget, retained)
+
+    def _selector(self, task: ForgetTask, max_iter: int) -> BestScoreSelector | None:
+        """``FORGET.EARLY_STOP.SELECT "val_score"``: the best-validation-score selector
+        (None: the shared stopping rule decides)."""
+        s = self.cfg.FORGET.EARLY_STOP
+        if s.SELECT != "val_score" or self.spec.reinit or int(s.PERIOD) == 0:
+            return None
+        initial = self._val_score(task)
+        self.model.train()
+        return BestScoreSelector(int(s.PERIOD), int(s.PATIENCE), initial, max_iter)
 
     def names(self, ids) -> list[str]:
         """Class names of contiguous ids."""

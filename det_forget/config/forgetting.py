@@ -27,6 +27,7 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.EVAL_BEFORE": _DETECTION,
     "FORGET.BEFORE_REPORT": _DETECTION,
     "FORGET.EARLY_STOP.HELDOUT_IMAGES": _DETECTION,
+    "FORGET.EARLY_STOP.SELECT": _CLASSIFICATION,
     "FORGET.FATE_SCORE_THRESH": _DETECTION,
     "FORGET.FATE_IOU_THRESH": _DETECTION,
     "FORGET.LOSS.FORGET_WEIGHTS": _DETECTION,
@@ -284,3 +285,10 @@ def add_forget_node(cfg: CN) -> None:
     # SHOTS leave out; if too few, from the forget training images while at least as
     # many remain to train on). Read by: rcnn, detr.
     cfg.FORGET.EARLY_STOP.HELDOUT_IMAGES = 16
+    # "" (the rule above: stop when forgotten, keep the weights at the stop) or "val_score":
+    # Poppi et al.'s early stopping instead (classification/face only; needs held-out data
+    # of the retained classes): every PERIOD steps score mean(Acc_r, 100 - Acc_f) on the
+    # whole validation split, keep the best weights, stop after PATIENCE checks without a
+    # better score; benchmarks/table1.py uses it for their protocol. Read by:
+    # classification, face.
+    cfg.FORGET.EARLY_STOP.SELECT = ""

@@ -34,6 +34,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "FORGET.LORA.DROPOUT": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "FORGET.SPARSITY.ALPHA": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "FORGET.EARLY_STOP.SELECT": (
+        lambda v: v in ("", "val_score"),
+        "'' (stop when forgotten) or 'val_score' (best validation score)",
+    ),
 }
 
 

@@ -23,6 +23,14 @@ retain loss starts at chance, so "no worse than at the start" says nothing.
 The stopper is plain state (``state_dict`` / ``load_state_dict``), so a resumed run
 continues with the checks it had made; :meth:`ForgetStopper.summary` is what the run
 records (``history.json``: ``train.stopping`` of each task).
+
+:class:`BestScoreSelector` is the other rule, Poppi et al.'s early stopping (classification
+and face only, ``FORGET.EARLY_STOP.SELECT "val_score"``): every ``PERIOD`` steps it scores
+``mean(Acc_r, 100 - Acc_f)`` (:func:`val_selection_score`) on the whole validation split,
+keeps the best-scoring weights, stops after ``PATIENCE`` checks without a better score
+(counted once the score beat the starting model's) and restores the best weights at the
+end. It needs held-out data of the retained classes, which detection's held-out split has
+not, so detection refuses it.
 """
 
 from __future__ import annotations
@@ -35,7 +43,19 @@ from typing import Any
 
 from .methods import ForgetMethod
 
-__all__ = ["StopRule", "StopCheck", "ForgetStopper"]
+__all__ = [
+    "SELECT_MODES",
+    "StopRule",
+    "StopCheck",
+    "ForgetStopper",
+    "BestScoreSelector",
+    "val_selection_score",
+]
+
+#: ``FORGET.EARLY_STOP.SELECT`` values: ``""`` (stop when forgotten, keep the weights at
+#: the stop; every task type) and ``"val_score"`` (Poppi et al.'s best validation score;
+#: classification and face).
+SELECT_MODES = ("", "val_score")
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +309,116 @@ class ForgetStopper:
         self.reason = state.get("reason", "")
         self._window = list(state.get("window", []))
         self._retain_start = state.get("retain_start")
+
+
+def val_selection_score(
+    per_class: Mapping[Any, float], forget: Sequence[Any], retain: Sequence[Any]
+) -> float:
+    """Poppi et al.'s selection score ``mean(Acc_r, 100 - Acc_f)`` from per-class accuracy
+    (%); ``Acc_r`` over ``retain``, ``Acc_f`` over ``forget``, classes without a score
+    left out (an empty group counts as 0 retained / 100 forgotten accuracy)."""
+    from ..evaluation.metrics import group_mean
+
+    acc_r = group_mean(per_class, retain)
+    acc_f = group_mean(per_class, forget)
+    return 0.5 * ((acc_r or 0.0) + 100.0 - (100.0 if acc_f is None else acc_f))
+
+
+class BestScoreSelector:
+    """Poppi et al.'s early stopping: keep the weights with the best validation score.
+
+    Args:
+        period: steps between checks (> 0).
+        patience: checks in a row without a better score that stop the task, counted
+            once the best score beat ``initial_score`` (forgetting often shows nothing for
+            the first checks, which is no reason to stop).
+        initial_score: the starting model's score.
+        max_iter: the task's step ceiling.
+
+    Use: when :meth:`due`, score the model and call :meth:`check` with the trainable
+    parameters; it keeps a copy of them when the score is the best so far and returns
+    True when the task should stop. :meth:`restore` copies the best weights back.
+    """
+
+    def __init__(self, period: int, patience: int, initial_score: float, max_iter: int) -> None:
+        if period < 1:
+            raise ValueError(f"FORGET.EARLY_STOP.PERIOD must be >= 1 for SELECT, got {period}")
+        if patience < 1:
+            raise ValueError(f"FORGET.EARLY_STOP.PATIENCE must be >= 1, got {patience}")
+        self.period, self.patience, self.max_iter = int(period), int(patience), int(max_iter)
+        self.initial_score = float(initial_score)
+        self.best_score = -math.inf
+        self.best_step: int | None = None
+        self.stopped_at: int | None = None
+        self.scores: list[tuple[int, float]] = []
+        self._state: dict[str, Any] | None = None
+        self._stale = 0
+
+    def due(self, step: int) -> bool:
+        """A check follows step ``step`` (0-based): every ``period`` steps and the last."""
+        done = step + 1
+        return self.stopped_at is None and (done % self.period == 0 or done == self.max_iter)
+
+    def check(self, step: int, score: float, params: Mapping[str, Any]) -> bool:
+        """Record the validation ``score`` after step ``step``; True: stop now."""
+        done = step + 1
+        self.scores.append((done, round(float(score), 4)))
+        if score > self.best_score:
+            self.best_score, self.best_step = float(score), done
+            self._state = {n: p.detach().clone() for n, p in params.items()}
+            self._stale = 0
+            logger.info("val score at step %d: %.2f (best)", done, score)
+            return False
+        if self.best_score > self.initial_score:
+            self._stale += 1
+        logger.info(
+            "val score at step %d: %.2f (best %.2f at step %d, %d/%d without better)",
+            done,
+            score,
+            self.best_score,
+            self.best_step,
+            self._stale,
+            self.patience,
+        )
+        if self._stale >= self.patience and done < self.max_iter:
+            self.stopped_at = done
+            return True
+        return False
+
+    def restore(self, params: Mapping[str, Any]) -> None:
+        """Copy the best weights back into ``params`` (no-op before any check)."""
+        if self._state is None:
+            return
+        import torch
+
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(self._state[n])
+
+    def summary(self, steps: int) -> dict[str, Any]:
+        """What the run records (``train.stopping``)."""
+        reason = (
+            f"no better validation score for {self.patience} checks"
+            if self.stopped_at is not None
+            else "reached MAX_ITER"
+        )
+        if self.best_step is not None:
+            reason += (
+                f"; kept the weights of step {self.best_step} (val score {self.best_score:.2f})"
+            )
+        return {
+            "enabled": True,
+            "select": "val_score",
+            "rule": {"period": self.period, "patience": self.patience},
+            "max_iter": self.max_iter,
+            "steps": steps,
+            "stopped_at": self.stopped_at,
+            "initial_score": round(self.initial_score, 4),
+            "best_step": self.best_step,
+            "best_score": None if self.best_step is None else round(self.best_score, 4),
+            "reason": reason,
+            "checks": [{"step": s, "score": v} for s, v in self.scores],
+        }
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -47,3 +47,31 @@ def test_recognised_class_is_never_stopped_early(identity_dirs, tiny_classifier,
         assert not check["passed"]
         assert any(r.startswith("id_1 held-out accuracy") for r in check["reasons"])
     assert record["summary"]["after"]["forget"] > 50
+
+
+def test_best_val_score_selection_keeps_the_best_weights(
+    identity_dirs, tiny_classifier, make_tiny_cfg
+):
+    # Poppi et al.'s early stopping (FORGET.EARLY_STOP.SELECT "val_score"): the model the
+    # task ends with is the one of the best validation check, whatever came after it.
+    from det_forget.forgetting.stopping import val_selection_score
+
+    cfg = _cfg(make_tiny_cfg, identity_dirs, tiny_classifier[0])
+    cfg.FORGET.EARLY_STOP.SELECT = "val_score"
+    cfg.FORGET.EARLY_STOP.PATIENCE = 3
+    data = load_splits(cfg)
+    model, _ = load_classifier(tiny_classifier[0])
+    forgetter = ClassificationForgetter(cfg, model, data)
+    (task,) = tasks_from_config(cfg, data.test.classes)
+    forgetter.prepare()
+    stats = forgetter.train_task(task)
+    stop = stats["stopping"]
+    assert stop["select"] == "val_score"
+    scores = [c["score"] for c in stop["checks"]]
+    assert stop["best_score"] == max(scores) > stop["initial_score"]
+    assert stop["best_step"] == stop["checks"][scores.index(max(scores))]["step"]
+    now = val_selection_score(forgetter.evaluate("val_eval"), task.forget, task.retain)
+    assert abs(now - stop["best_score"]) < 1e-3
+    if stop["stopped_at"] is not None:  # stopped: PATIENCE checks after the best, none better
+        after_best = [s for c, s in zip(stop["checks"], scores) if c["step"] > stop["best_step"]]
+        assert len(after_best) == 3 and max(after_best) <= stop["best_score"]

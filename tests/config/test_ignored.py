@@ -86,3 +86,14 @@ def test_detr_refuses_rcnn_and_qkv_keys():
 def test_face_keys_are_refused_for_a_plain_classifier():
     with pytest.raises(ValueError, match=r"CLS\.FACE\.MARGIN .*read only by face"):
         setup_cfg(GS_LORA, ["CLS.FACE.MARGIN", "0.5"])
+
+
+def test_detection_refuses_best_val_score_selection():
+    # Poppi et al.'s selection needs held-out data of the retained classes, which the
+    # detection loop has not: the key is classification's, and detection refuses it.
+    cfg = build_config(RCNN)
+    cfg.defrost()
+    cfg.FORGET.EARLY_STOP.SELECT = "val_score"
+    with pytest.raises(ValueError, match=r"FORGET\.EARLY_STOP\.SELECT .*read only by"):
+        check_ignored_keys(cfg)
+    assert setup_cfg(GS_LORA, ["FORGET.EARLY_STOP.SELECT", "val_score"])

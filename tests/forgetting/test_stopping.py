@@ -99,3 +99,29 @@ def test_rule_from_config_follows_the_method():
     assert not StopRule.from_config(cfg, get_method("retrain"), "AP").enabled
     with pytest.raises(ValueError, match="PATIENCE"):
         StopRule(patience=0)
+
+
+def test_best_score_selector_keeps_and_restores_the_best_weights():
+    import torch
+
+    from det_forget.forgetting.stopping import BestScoreSelector, val_selection_score
+
+    assert val_selection_score({0: 10.0, 1: 80.0, 2: 90.0}, [0], [1, 2]) == 0.5 * (85 + 90)
+    w = torch.nn.Parameter(torch.zeros(2))
+    sel = BestScoreSelector(period=2, patience=2, initial_score=50.0, max_iter=20)
+    assert [s for s in range(20) if sel.due(s)] == list(range(1, 20, 2))
+    stopped = []
+    # Below the start first (no patience spent), then a best at step 6, two worse checks.
+    for step, score in [(1, 40.0), (3, 45.0), (5, 70.0), (7, 60.0), (9, 65.0)]:
+        with torch.no_grad():
+            w.fill_(float(step))
+        stopped.append(sel.check(step, score, {"w": w}))
+    assert stopped == [False, False, False, False, True]
+    assert (sel.best_step, sel.best_score, sel.stopped_at) == (6, 70.0, 10)
+    sel.restore({"w": w})
+    assert torch.equal(w.detach(), torch.full((2,), 5.0))
+    summary = sel.summary(10)
+    assert summary["best_step"] == 6 and "kept the weights of step 6" in summary["reason"]
+    # Worse-than-start checks never stop a task (nothing beat the starting model yet).
+    slow = BestScoreSelector(period=1, patience=1, initial_score=90.0, max_iter=10)
+    assert not any(slow.check(s, 80.0 - s, {"w": w}) for s in range(5))
