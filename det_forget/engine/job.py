@@ -16,7 +16,7 @@ from typing import Any
 
 from detectron2.engine.train_loop import HookBase
 
-from .forget_trainer import ForgetTrainer, finalize_forget_config
+from .forget_trainer import ForgetTaskHook, ForgetTrainer, finalize_forget_config
 
 __all__ = ["ForgetJob", "JobCancelled", "JobProgress", "JobResult"]
 
@@ -83,8 +83,22 @@ class _ProgressHook(HookBase):
                 num_tasks=len(self.trainer.tasks),
                 eta_seconds=eta,
                 losses=losses,
+                message=_stop_message(self.trainer),
             )
         )
+
+
+def _stop_message(trainer) -> str:
+    """The latest early stop of the run, in the log's words ("" while none stopped)."""
+    for hook in getattr(trainer, "_hooks", ()):
+        if isinstance(hook, ForgetTaskHook):
+            stopped = [(i, s) for i, s in enumerate(hook.stoppers) if s.stopped_at is not None]
+            if stopped:
+                i, s = stopped[-1]
+                return (
+                    f"task {i + 1} stopped at iteration {s.stopped_at} of {s.max_iter}: {s.reason}"
+                )
+    return ""
 
 
 class ForgetJob:

@@ -115,3 +115,19 @@ def test_resume_after_an_early_stop_finishes_the_task_and_starts_the_next_on_tim
     assert [r["train"]["iterations"] for r in history] == [[0, 4], [8, 12]]
     assert history[1]["train"]["stopping"]["stopped_at"] == 4
     assert history[1]["after"] == full[1]["after"]
+
+
+def test_the_app_job_reports_the_early_stop(tmp_path, tiny_shapes):
+    # The app's progress view shows JobProgress.message: the stop, in the log's words.
+    from det_forget.engine import ForgetJob
+
+    weights = _weights(tmp_path, ["red_circle"], -30.0)
+    cfg = tiny_cfg(tmp_path / "run", **{**STOP, "MODEL.WEIGHTS": weights})
+    cfg.FORGET.CLASSES = ["red_circle"]
+    seen = []
+    job = ForgetJob(cfg)
+    job.on_progress = seen.append
+    job.run()
+    assert [p.message for p in seen[:3]] == ["", "", ""]  # no stop before the 2nd check
+    assert seen[-1].message.startswith("task 1 stopped at iteration 4 of 8: ")
+    assert "held-out AP <= 2 (red_circle 0.0)" in seen[-1].message
