@@ -2,6 +2,11 @@
 
 * :mod:`.membership`: loss and confidence threshold attacks (membership inference) and a
   rank AUC with ties;
+* :mod:`.calibrated`: the calibrated (LiRA-style) attack, each sample's score against
+  reference models' scores; :mod:`.reference` trains those references on random halves;
+* :mod:`.testbed`: a small training set a model memorises, where membership is measurable
+  (not imported here: ``python -m det_forget.audit.testbed`` runs it);
+* :mod:`.relearn`: fine-tuning steps until a forgotten class's accuracy is back;
 * :mod:`.probe`: a linear probe (logistic regression in torch) on frozen features;
 * :mod:`.report`: :class:`AuditReport` (JSON, table, plain-language verdict);
 * :func:`audit_classifier` / :func:`audit_detector`: base vs forgotten (vs retrained)
@@ -10,6 +15,14 @@
 ``tools/audit.py`` is the command line; ``docs/audit.md`` explains every number.
 """
 
+from .calibrated import (
+    CALIBRATED_ATTACK,
+    CALIBRATION_MODES,
+    calibrated_attack,
+    calibration_mode,
+    lira_scores,
+    scaled_logit_confidence,
+)
 from .classifier import audit_classifier, classifier_features
 from .detector import BoxOutputs, audit_detector, box_outputs, select_images
 from .membership import (
@@ -23,6 +36,13 @@ from .membership import (
     threshold_attack,
 )
 from .probe import ProbeResult, balanced_accuracy, fit_logistic_regression, linear_probe
+from .reference import (
+    ReferenceModels,
+    balanced_keep_masks,
+    calibrated_classifier_attack,
+    train_reference_classifiers,
+)
+from .relearn import RelearnResult, relearn_time
 from .report import (
     AUDIT_FILE_NAME,
     MODEL_ROLES,
@@ -33,6 +53,18 @@ from .report import (
 )
 
 __all__ = [
+    "CALIBRATED_ATTACK",
+    "CALIBRATION_MODES",
+    "calibrated_attack",
+    "calibration_mode",
+    "lira_scores",
+    "scaled_logit_confidence",
+    "ReferenceModels",
+    "balanced_keep_masks",
+    "calibrated_classifier_attack",
+    "train_reference_classifiers",
+    "RelearnResult",
+    "relearn_time",
     "audit_classifier",
     "classifier_features",
     "BoxOutputs",
