@@ -6,7 +6,8 @@ Examples::
     python tools/audit.py --task classification \
         --config-file configs/classification/gs_lora.yaml \
         --forgotten output/classification/gs_lora \
-        --retrained output/classification/baseline_retrain
+        --retrained output/classification/baseline_retrain \
+        [--references 4] [--relearn-shots 5]
     python tools/audit.py --task detection --config-file configs/coco_forget.yaml \
         --forgotten output/coco_forget --max-samples 500
 
@@ -18,6 +19,12 @@ when it wrote one, else the base model with the run's task adapters
 run's ``history.json``, else the config's; ``--forget-classes`` overrides both. Folders of
 an earlier det_forget layout are refused with the ``tools/convert_run.py`` command that
 converts them.
+
+Classification only: ``--references K`` trains K reference models (the base checkpoint's
+architecture and recipe, each on a random half of the training + test images) and adds
+the calibrated attack, which becomes the headline; ``--relearn-shots k`` fine-tunes a copy
+of every model on k training images per forgotten class (and per retained class) and
+reports the steps until the forgotten classes' accuracy is back at half the base's.
 
 Prints a table and writes the JSON report (``--output``; default ``audit.json`` in the
 forgotten run's folder, where the app finds it). Trailing ``KEY VALUE`` pairs override
@@ -41,7 +48,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 import det_forget  # noqa: E402,F401  (registers the detectron2 components and datasets)
-from det_forget.audit import AUDIT_FILE_NAME, AuditReport, audit_classifier, audit_detector  # noqa: E402
+from det_forget.audit import (  # noqa: E402
+    AUDIT_FILE_NAME,
+    CALIBRATION_MODES,
+    AuditReport,
+    audit_classifier,
+    audit_detector,
+)
 from det_forget.errors import run_tool  # noqa: E402
 from det_forget.forgetting import RunDirectory, resolve_classes, tasks_from_config  # noqa: E402
 
@@ -107,6 +120,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="classification: held-out images per class for the probe (0: all)",
     )
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed MIA AUC gap")
+    calibrated = parser.add_argument_group(
+        "calibrated attack (classification)",
+        "each image's score compared with reference models' (LiRA); see docs/audit.md",
+    )
+    calibrated.add_argument(
+        "--references",
+        type=int,
+        default=0,
+        metavar="K",
+        help="train K reference models, each on a random half of train + test (0: off; "
+        "4 or more allow --calibration online)",
+    )
+    calibrated.add_argument(
+        "--reference-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="epochs of each reference (default: the base checkpoint's recorded recipe, "
+        "else the config's CLS.PRETRAIN)",
+    )
+    calibrated.add_argument(
+        "--calibration",
+        choices=CALIBRATION_MODES,
+        default="offline",
+        help="offline: against references that left the image out (default); online: "
+        "likelihood ratio of IN vs OUT references",
+    )
+    relearn = parser.add_argument_group(
+        "relearn time (classification)",
+        "fine-tuning steps until the forgotten classes are back at half the base's accuracy",
+    )
+    relearn.add_argument(
+        "--relearn-shots",
+        type=int,
+        default=0,
+        metavar="K",
+        help="training images per forgotten class (and per retained class) to fine-tune "
+        "on (0: off)",
+    )
+    relearn.add_argument("--relearn-steps", type=int, default=50, help="step budget")
+    relearn.add_argument("--relearn-lr", type=float, default=1e-4, help="AdamW learning rate")
+    relearn.add_argument("--relearn-batch-size", type=int, default=16, help="images per step")
+    relearn.add_argument(
+        "--relearn-eval-period", type=int, default=1, help="steps between accuracy checks"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--note",
@@ -198,6 +256,39 @@ def load_classifier_run(path: str, base_path: str, expected_arch: dict) -> torch
     return unload_adapters(model, merge=True).eval()
 
 
+def reference_recipe(cfg: Any, base_info: dict, epochs: int = 0):
+    """The recipe references train with: the base's recorded one, else ``CLS.PRETRAIN``.
+
+    Args:
+        cfg: the audit's config.
+        base_info: the base checkpoint's JSON (``metadata.recipe`` when
+            ``tools/pretrain_classifier.py`` wrote it).
+        epochs: if > 0, overrides the recipe's epochs.
+
+    Raises:
+        ValueError: the recipe continues from other weights (``INIT_WEIGHTS``): those
+            weights saw every image, so no reference trained from them is OUT.
+    """
+    from det_forget.classification import PretrainRecipe
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    metadata = base_info.get("metadata")
+    recorded = metadata.get("recipe") if isinstance(metadata, dict) else None
+    if isinstance(recorded, dict):
+        cfg.CLS.PRETRAIN.merge_from_other_cfg(type(cfg)(recorded))
+    if cfg.CLS.PRETRAIN.INIT_WEIGHTS:
+        raise ValueError(
+            f"the base model's recipe continues from {cfg.CLS.PRETRAIN.INIT_WEIGHTS}, which "
+            "trained on every image; references must train from scratch: audit a base "
+            "trained in one stage, or give CLS.PRETRAIN.INIT_WEIGHTS '' with the full "
+            "schedule (CLS.PRETRAIN.* overrides)"
+        )
+    if epochs > 0:
+        cfg.CLS.PRETRAIN.EPOCHS = epochs
+    return PretrainRecipe.from_config(cfg)
+
+
 def run_classification(args: argparse.Namespace) -> AuditReport:
     """Load the classification models and data named by ``args`` and audit them."""
     from det_forget.classification import (
@@ -210,7 +301,8 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
 
     cfg = setup_cfg(args.config_file or DEFAULT_CONFIGS["classification"], args.opts)
     base_path = args.base or str(resolve_weights_path(cfg.CLS.WEIGHTS))
-    arch = dict(read_checkpoint_info(base_path)["arch"])
+    base_info = read_checkpoint_info(base_path)
+    arch = dict(base_info["arch"])
     data = load_splits(cfg)
     base = load_classifier(base_path)[0]
     if base.num_classes != data.test.num_classes:
@@ -226,6 +318,37 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
         forget = forgotten_classes(args.forgotten, classes)
         if forget is None:
             forget = sorted({c for t in tasks_from_config(cfg, classes) for c in t.forget})
+    references = None
+    if args.references > 0:
+        from det_forget.audit import train_reference_classifiers
+        from det_forget.classification import CLASSIFIER_REGISTRY
+
+        recipe = reference_recipe(cfg, base_info, args.reference_epochs)
+        build_args = {k: v for k, v in arch.items() if k != "name"}
+        build = CLASSIFIER_REGISTRY.get(arch["name"])
+        logger.info(
+            "training %d reference models (%d epochs each) on halves of %d images",
+            args.references,
+            recipe.epochs,
+            len(data.train) + len(data.test),
+        )
+        references = train_reference_classifiers(
+            lambda: build(**build_args),
+            data.train,
+            data.test,
+            recipe,
+            num_models=args.references,
+            seed=args.seed,
+        )
+    relearn = None
+    if args.relearn_shots > 0:
+        relearn = {
+            "shots": args.relearn_shots,
+            "steps": args.relearn_steps,
+            "lr": args.relearn_lr,
+            "batch_size": args.relearn_batch_size,
+            "eval_period": args.relearn_eval_period,
+        }
     return audit_classifier(
         base,
         forgotten,
@@ -239,6 +362,9 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
         seed=args.seed,
         batch_size=cfg.CLS.EVAL_BATCH_SIZE,
         sources=_sources(base_path, args),
+        references=references,
+        calibration=args.calibration,
+        relearn=relearn,
     )
 
 
@@ -313,6 +439,16 @@ def audit(argv: list[str]) -> int:
 
     setup_logger(name="det_forget", abbrev_name="df")
     output = default_output(args)
+    if args.task == "detection" and (args.references or args.relearn_shots):
+        raise ValueError(
+            "--references and --relearn-shots are for --task classification; the "
+            "detection audit has the threshold attacks and the probe"
+        )
+    if args.calibration == "online" and 0 < args.references < 4:
+        raise ValueError(
+            f"--calibration online needs --references 4 or more (each image trained on by "
+            f"2 and left out by 2), got {args.references}"
+        )
     report = run_classification(args) if args.task == "classification" else run_detection(args)
     argv_list = list(argv)
     report.command = "tools/audit.py " + shlex.join(argv_list)

@@ -1,10 +1,14 @@
-"""Audit a classifier's forgetting: membership inference and a probe on its embedding.
+"""Audit a classifier's forgetting: membership inference, a probe on its embedding and,
+optionally, the calibrated attack and relearn time.
 
 Members are training images of the forgotten classes (the base model was trained on
 them), non-members held-out images of the same classes (the test split). The probe
 separates forgotten from retained classes on the held-out images' pre-logit features
 (``model.features``), so it measures what the representation encodes, not what it
-memorised.
+memorised. With reference models (:mod:`.reference`) every model also gets the
+calibrated attack, which becomes the headline; with relearn settings every model is
+fine-tuned on a few training images until the forgotten classes come back
+(:mod:`.relearn`), measured on the probe's held-out images.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,8 +24,11 @@ from torch import nn
 from ..classification.data import ImageClassData, subsample_per_class
 from ..classification.evaluate import predict
 from ..evaluation.metrics import accuracy_per_class, group_mean
+from .calibrated import CALIBRATED_ATTACK
 from .membership import membership_inference
 from .probe import linear_probe
+from .reference import ReferenceModels, calibrated_classifier_attack
+from .relearn import relearn_time
 from .report import AuditReport, ModelAudit
 
 __all__ = ["audit_classifier", "classifier_features"]
@@ -64,6 +72,9 @@ def audit_classifier(
     seed: int = 0,
     batch_size: int = 500,
     sources: Mapping[str, str] | None = None,
+    references: ReferenceModels | None = None,
+    calibration: str = "offline",
+    relearn: Mapping[str, Any] | None = None,
 ) -> AuditReport:
     """Audit forgetting of ``forget_classes`` by a classifier.
 
@@ -81,6 +92,14 @@ def audit_classifier(
         seed: seed of every subsample and of the probe's split.
         batch_size: images per forward pass.
         sources: ``{role: where the model came from}`` for the report.
+        references: reference models whose masks index ``members`` and ``nonmembers``
+            (:func:`~.reference.train_reference_classifiers`): adds the calibrated attack
+            and makes it the headline.
+        calibration: its mode (``offline``, ``online`` or ``auto``).
+        relearn: keyword arguments of :func:`~.relearn.relearn_time` (``shots``,
+            ``steps``, ``lr``, ``batch_size``, ...): adds relearn time, fine-tuning on
+            ``members`` and measuring on the probe's held-out images (the target is half
+            the base model's accuracy there). None: not measured.
 
     Returns:
         The :class:`AuditReport`.
@@ -93,10 +112,9 @@ def audit_classifier(
     if not forget:
         raise ValueError("audit_classifier needs at least one forget class")
     shots = _per_class_shots(max_samples, len(forget))
-    mem = members.subset(subsample_per_class(members.labels, forget, shots=shots, seed=seed))
-    non = nonmembers.subset(
-        subsample_per_class(nonmembers.labels, forget, shots=shots, seed=seed + 1)
-    )
+    member_index = subsample_per_class(members.labels, forget, shots=shots, seed=seed)
+    nonmember_index = subsample_per_class(nonmembers.labels, forget, shots=shots, seed=seed + 1)
+    mem, non = members.subset(member_index), nonmembers.subset(nonmember_index)
     for name, part in (("members", mem), ("non-members", non)):
         absent = sorted(set(forget) - set(part.labels.tolist()))
         if absent:
@@ -114,11 +132,34 @@ def audit_classifier(
     models = {"base": base, "forgotten": forgotten}
     if retrained is not None:
         models["retrained"] = retrained
+    original_accuracy = None
+    if relearn is not None:
+        original_accuracy = group_mean(
+            accuracy_per_class(
+                predict(base, probe_set.images, batch_size)[0],
+                probe_set.labels,
+                nonmembers.num_classes,
+            ),
+            forget,
+        )
+    reference_stats = None
     audits: dict[str, ModelAudit] = {}
     for role, model in models.items():
         _, mem_logits = predict(model, mem.images, batch_size)
         _, non_logits = predict(model, non.images, batch_size)
         membership = membership_inference(mem_logits, mem.labels, non_logits, non.labels)
+        if references is not None:
+            membership[CALIBRATED_ATTACK], reference_stats = calibrated_classifier_attack(
+                model,
+                references,
+                members,
+                member_index,
+                nonmembers,
+                nonmember_index,
+                mode=calibration,
+                batch_size=batch_size,
+                reference_stats=reference_stats,
+            )
         features = classifier_features(model, probe_set.images, batch_size)
         probe = linear_probe(features, targets, seed=seed)
         per_class = accuracy_per_class(non_logits.argmax(dim=1), non.labels, nonmembers.num_classes)
@@ -128,13 +169,27 @@ def audit_classifier(
             membership=membership,
             probe=probe,
             forget_accuracy=group_mean(per_class, forget),
+            relearn=None
+            if relearn is None
+            else relearn_time(
+                model,
+                members,
+                probe_set,
+                forget,
+                original_accuracy=original_accuracy,
+                seed=seed,
+                eval_batch_size=batch_size,
+                **relearn,
+            ),
         )
         logger.info(
-            "%s: MIA AUC loss %.3f confidence %.3f, probe balanced accuracy %.3f",
+            "%s: MIA AUC loss %.3f confidence %.3f%s, probe balanced accuracy %.3f%s",
             role,
             membership["loss"].auc,
             membership["confidence"].auc,
+            "" if references is None else f" calibrated {membership[CALIBRATED_ATTACK].auc:.3f}",
             probe.balanced_accuracy,
+            "" if audits[role].relearn is None else f", relearn {audits[role].relearn.describe()}",
         )
     names = members.classes
     data = {
@@ -152,11 +207,26 @@ def audit_classifier(
         "seed": seed,
         "forget_class_ids": forget,
     }
+    if references is not None:
+        data["references"] = (
+            f"{len(references)} reference models, each trained on a random half of the "
+            f"training + held-out images ({references.member_keep.shape[1]} + "
+            f"{references.nonmember_keep.shape[1]}), {references.seconds:.0f} s"
+        )
+        data["calibration"] = audits["base"].membership[CALIBRATED_ATTACK].attack
+    if relearn is not None:
+        data["relearn"] = {
+            "train": "the training images (members)",
+            "eval": f"the probe's held-out images ({len(probe_set)})",
+            "original_forget_accuracy": original_accuracy,
+            **dict(relearn),
+        }
     return AuditReport(
         task="classification",
         forget_classes=[names[c] for c in forget],
         models=audits,
         data=data,
+        headline_attack=CALIBRATED_ATTACK if references is not None else "loss",
         tolerance=tolerance,
         seconds=time.perf_counter() - start,
     )

@@ -8,11 +8,12 @@ An :class:`AuditReport` holds one :class:`ModelAudit` per model role:
   standard forgetting tries to imitate.
 
 The verdict compares the forgotten model's membership-inference AUC (the headline
-attack, ``loss`` by default) with the retrained model's, or with 0.5 (chance) when no
+attack: ``calibrated`` when reference models were given, else ``loss``) with the
+retrained model's, or with 0.5 (chance) when no
 retrained model was audited, and says plainly whether the difference is within the
 tolerance (0.05) whatever the outcome. It also says when the base model was already
 within the tolerance (then the test had nothing to detect and passing it proves little),
-and what the linear probe shows.
+what the linear probe shows and, when measured, how fast each model relearns the classes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_write
+from .calibrated import CALIBRATED_ATTACK
 from .membership import ATTACKS, MembershipResult
 from .probe import ProbeResult
+from .relearn import RelearnResult
 
 __all__ = [
     "AUDIT_FILE_NAME",
@@ -36,6 +39,8 @@ __all__ = [
     "AuditReport",
     "membership_verdict",
     "load_report",
+    "HEADLINE_ATTACKS",
+    "COLUMN_MEANINGS",
 ]
 
 #: Name of the report a run folder holds (the app shows it when present).
@@ -43,6 +48,28 @@ AUDIT_FILE_NAME = "audit.json"
 #: Model roles, in table order.
 MODEL_ROLES = ("base", "forgotten", "retrained")
 _FORMAT_VERSION = 1
+#: Attacks a report's verdict can be based on.
+HEADLINE_ATTACKS = (*ATTACKS, CALIBRATED_ATTACK)
+#: What each number of the table means, in plain words (printed under the table and
+#: stored in the JSON as ``glossary``).
+COLUMN_MEANINGS = {
+    "MIA AUC loss": "how well the sample's loss tells training images of the forgotten "
+    "classes from unseen ones (0.5: not at all; either way from 0.5 is a leak), ± its "
+    "standard error",
+    "MIA AUC confidence": "the same with the largest class probability (needs no label)",
+    "MIA AUC calibrated": "the same with each image's score compared with reference "
+    "models that did not train on it (LiRA): the attack that finds membership in a model "
+    "that memorised; should match the retrained model's after forgetting",
+    "best attack acc": "balanced accuracy of the best threshold on the headline attack "
+    "(optimistic: chosen on the same images)",
+    "probe bal. acc": "a linear classifier on the frozen features telling forgotten "
+    "classes from retained ones (0.5: no trace; 1.0: fully separable)",
+    "probe AUC": "the same probe's AUC",
+    "forget acc %": "accuracy on held-out images of the forgotten classes",
+    "relearn steps": "fine-tuning steps (and images seen) until the forgotten classes' "
+    "accuracy is back at half the base model's; as fast as the base means the class is "
+    "still in the weights, as slow as the retrained model means it is gone",
+}
 
 
 @dataclass
@@ -56,6 +83,8 @@ class ModelAudit:
         probe: linear probe of forgotten vs retained classes on frozen features.
         forget_accuracy: accuracy (%) on held-out samples (or boxes) of the forgotten
             classes, for context.
+        relearn: fine-tuning steps until the forgotten classes come back (None: not
+            measured).
     """
 
     role: str
@@ -63,6 +92,7 @@ class ModelAudit:
     membership: dict[str, MembershipResult]
     probe: ProbeResult | None = None
     forget_accuracy: float | None = None
+    relearn: RelearnResult | None = None
 
     def __post_init__(self) -> None:
         if self.role not in MODEL_ROLES:
@@ -76,6 +106,7 @@ class ModelAudit:
             "membership": {k: v.to_dict() for k, v in self.membership.items()},
             "probe": None if self.probe is None else self.probe.to_dict(),
             "forget_accuracy": self.forget_accuracy,
+            "relearn": None if self.relearn is None else self.relearn.to_dict(),
         }
 
     @classmethod
@@ -89,6 +120,7 @@ class ModelAudit:
             },
             probe=None if doc.get("probe") is None else ProbeResult.from_dict(doc["probe"]),
             forget_accuracy=doc.get("forget_accuracy"),
+            relearn=None if doc.get("relearn") is None else RelearnResult.from_dict(doc["relearn"]),
         )
 
 
@@ -140,7 +172,7 @@ class AuditReport:
         forget_classes: names of the forgotten classes.
         models: ``{role: ModelAudit}`` (``base`` and ``forgotten`` at least).
         data: what the members, non-members and probe samples were, and their counts.
-        headline_attack: the attack the verdict uses (one of :data:`ATTACKS`).
+        headline_attack: the attack the verdict uses (one of :data:`HEADLINE_ATTACKS`).
         tolerance: allowed AUC difference to the reference.
         seconds: wall time of the audit.
         created: ISO time stamp.
@@ -161,9 +193,14 @@ class AuditReport:
         for role in ("base", "forgotten"):
             if role not in self.models:
                 raise ValueError(f"an audit needs a {role!r} model; got {sorted(self.models)}")
-        if self.headline_attack not in ATTACKS:
+        if self.headline_attack not in HEADLINE_ATTACKS:
             raise ValueError(
-                f"headline_attack must be one of {ATTACKS}, got {self.headline_attack!r}"
+                f"headline_attack must be one of {HEADLINE_ATTACKS}, got {self.headline_attack!r}"
+            )
+        missing = [r for r in ("base", "forgotten") if self.auc(r) is None]
+        if missing:
+            raise ValueError(
+                f"the headline attack {self.headline_attack!r} was not run on {missing}"
             )
 
     # ------------------------------------------------------------------ derived
@@ -221,7 +258,43 @@ class AuditReport:
                 "reference), so the attack does detect training on these classes."
             )
         parts.extend(self._probe_sentences())
+        parts.extend(self._relearn_sentences())
         return " ".join(parts)
+
+    def _relearn_sentences(self) -> list[str]:
+        relearn = {r: a.relearn for r, a in self.models.items() if a.relearn is not None}
+        if "forgotten" not in relearn:
+            return []
+        r = relearn["forgotten"]
+        others = ", ".join(
+            f"{relearn[role].describe()} {label}"
+            for role, label in (("base", "before"), ("retrained", "retrained"))
+            if role in relearn
+        )
+        head = (
+            f"Relearn time (fine-tuning on {r.shots} images per forgotten class, lr "
+            f"{r.lr:g}, batch {r.batch_size}, until held-out accuracy on them is back at "
+            f"{r.target_accuracy:.1f}%, half of the base model's): {r.describe()} after "
+            "forgetting" + (f" ({others})." if others else ".")
+        )
+        retrained = relearn.get("retrained")
+        if retrained is None:
+            return [head]
+        if r.steps is None:
+            tail = (
+                "Neither comes back within the budget: by this test the classes are as gone "
+                "as in a model that never learned them."
+                if retrained.steps is None
+                else "It comes back more slowly than in a model that never learned them."
+            )
+        elif retrained.steps is None or r.steps < retrained.steps:
+            tail = (
+                "It comes back faster than in a model that never learned these classes: "
+                "forgetting hid them more than it removed them."
+            )
+        else:
+            tail = "It comes back no faster than in a model that never learned them."
+        return [head, tail]
 
     def _probe_sentences(self) -> list[str]:
         probes = {r: a.probe for r, a in self.models.items() if a.probe is not None}
@@ -275,6 +348,7 @@ class AuditReport:
             "base_auc": self.auc("base"),
             "within_tolerance": self.within_tolerance,
             "verdict": self.verdict,
+            "glossary": dict(COLUMN_MEANINGS),
             "models": {r: self.models[r].to_dict() for r in MODEL_ROLES if r in self.models},
             "data": self.data,
             "seconds": self.seconds,
@@ -314,11 +388,15 @@ class AuditReport:
 
     def format_table(self) -> str:
         """A fixed-width table of the numbers and the verdict, for terminals and logs."""
-        attacks = [a for a in ATTACKS if any(a in m.membership for m in self.models.values())]
+        attacks = [
+            a for a in HEADLINE_ATTACKS if any(a in m.membership for m in self.models.values())
+        ]
+        relearn = any(m.relearn is not None for m in self.models.values())
         header = (
             ["model"]
             + [f"MIA AUC {a}" for a in attacks]
             + ["best attack acc", "probe bal. acc", "probe AUC", "forget acc %"]
+            + (["relearn steps"] if relearn else [])
         )
         rows = []
         for role in MODEL_ROLES:
@@ -334,12 +412,18 @@ class AuditReport:
             row.append("-" if m.probe is None else f"{m.probe.balanced_accuracy:.3f}")
             row.append("-" if m.probe is None else f"{m.probe.auc:.3f}")
             row.append("-" if m.forget_accuracy is None else f"{m.forget_accuracy:.1f}")
+            if relearn:
+                row.append("-" if m.relearn is None else m.relearn.describe())
             rows.append(row)
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
         lines.insert(1, "-" * len(lines[0]))
         status = "PASS" if self.within_tolerance else "FAIL"
+        calibrated = self.models["base"].membership.get(CALIBRATED_ATTACK)
         lines += [
+            "",
+            *(f"{name}: {COLUMN_MEANINGS[name]}" for name in header[1:] if name in COLUMN_MEANINGS),
+            *([f"calibrated attack: {calibrated.attack}"] if calibrated else []),
             "",
             f"forget classes: {', '.join(self.forget_classes)}",
             f"check ({status}): {self.verdict}",

@@ -367,3 +367,76 @@ def test_verdict_warns_when_too_few_samples(tiny_task):
     )
     assert report.reference == "chance" and "chance" in report.verdict
     assert "standard error" in report.verdict and "audit more samples" in report.verdict
+
+
+def test_audit_classifier_with_references_and_relearn(membership_testbed, tmp_path):
+    """On the testbed, forgetting that only pushes the classes' logits down passes for the
+    outputs (accuracy 0) but not for the calibrated attack or relearn time."""
+    t = membership_testbed
+    forget = t["forget"]
+    shifted = copy.deepcopy(t["base"])
+    with torch.no_grad():
+        shifted.vit.head.bias[forget] -= 30.0
+    with one_torch_thread():
+        report = audit_classifier(
+            t["base"],
+            shifted,
+            retrained=t["retrained"],
+            members=t["testbed"].train,
+            nonmembers=t["testbed"].heldout,
+            forget_classes=forget,
+            max_samples=0,
+            probe_per_class=0,
+            references=t["references"],
+            relearn={"shots": 5, "steps": 40, "lr": 1e-2, "batch_size": 8},
+        )
+    models = report.models
+    assert report.headline_attack == "calibrated"
+    calibrated = {r: m.membership["calibrated"] for r, m in models.items()}
+    assert calibrated["base"].attack == "LiRA offline, 4 references"
+    assert calibrated["base"].auc >= 0.60 and report.auc("base") == calibrated["base"].auc
+    assert models["forgotten"].forget_accuracy == 0.0
+    # The memorised images still stand out after the shift; the retrained model's do not.
+    assert abs(calibrated["forgotten"].auc - calibrated["base"].auc) < 0.05
+    assert abs(calibrated["retrained"].auc - 0.5) < 3 * calibrated["retrained"].auc_std_error
+    assert not report.within_tolerance and "NOT within 0.05" in report.verdict
+    relearn = {r: m.relearn for r, m in models.items()}
+    assert relearn["base"].steps == 0
+    assert relearn["forgotten"].start_accuracy == 0.0 and relearn["forgotten"].steps != 0
+    assert relearn["base"].target_accuracy == relearn["retrained"].target_accuracy
+    assert "Relearn time" in report.verdict and report.data["relearn"]["shots"] == 5
+    table = report.format_table()
+    assert "MIA AUC calibrated" in table and "relearn steps" in table
+    assert "0 steps (never lost it)" in table
+    assert "relearn steps: fine-tuning steps" in table  # the legend says what it means
+    doc = report.to_dict()
+    assert doc["glossary"]["MIA AUC calibrated"].startswith("the same with each image")
+    back = load_report(report.save(tmp_path / AUDIT_FILE_NAME))
+    assert back.to_dict()["models"] == doc["models"] and back.verdict == report.verdict
+
+
+def test_cli_classification_calibrated_and_relearn(tiny_task, tmp_path, capsys):
+    audit_tool = _load_tool("audit")
+    opts = _forget_tool_opts(tiny_task, tmp_path / "unused")
+    out = tmp_path / "report.json"
+    args = ["--task", "classification", "--forgotten", str(tiny_task["weights"])]
+    args += ["--retrained", str(tiny_task["weights"]), "--output", str(out)]
+    args += ["--forget-classes", "id_2", "--max-samples", "20", "--probe-per-class", "10"]
+    args += ["--references", "2", "--reference-epochs", "2"]
+    args += ["--relearn-shots", "2", "--relearn-steps", "3", "--relearn-batch-size", "4"]
+    assert audit_tool.main([*args, *opts]) == 0
+    doc = json.loads(out.read_text())
+    assert (
+        doc["headline_attack"] == "calibrated" and "2 reference models" in doc["data"]["references"]
+    )
+    for role in ("base", "forgotten", "retrained"):
+        m = doc["models"][role]
+        assert m["membership"]["calibrated"]["attack"] == "LiRA offline, 2 references"
+        assert m["relearn"]["steps"] == 0 and m["relearn"]["budget_steps"] == 3
+    # The same weights in every role: the same calibrated AUC, so the check passes.
+    assert doc["within_tolerance"] and doc["forgotten_auc"] == doc["reference_auc"]
+    bad = audit_tool.main([*args, "--calibration", "online", *opts])
+    assert bad == 2  # 2 references give each image one IN and one OUT: no online
+    assert "needs --references 4 or more" in capsys.readouterr().err
+    detection = ["--task", "detection", "--forgotten", str(tmp_path), "--references", "2"]
+    assert audit_tool.main(detection) == 2
