@@ -1,4 +1,5 @@
-"""The forgetting audit of a run, read-only: MIA AUC and probe per model, and the verdict.
+"""The forgetting audit of a run, read-only: MIA AUC, probe (and, when audited, the
+calibrated attack and relearn time) per model, and the verdict.
 
 Shows the ``audit.json`` of a run folder (written by ``tools/audit.py`` or by the app's
 "Run audit"), see ``docs/audit.md`` for what each number means.
@@ -20,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from det_forget.audit import AUDIT_FILE_NAME, MODEL_ROLES, AuditReport, load_report
+from det_forget.audit import (
+    AUDIT_FILE_NAME,
+    CALIBRATED_ATTACK,
+    MODEL_ROLES,
+    AuditReport,
+    load_report,
+)
 
 from ..models.table_base import ColumnsTableModel
 
@@ -82,7 +89,12 @@ class AuditTableModel(ColumnsTableModel):
         "Probe acc.",
         "Probe AUC",
         "Forget %",
+        "AUC calib.",
+        "Relearn",
     )
+    #: Columns a report may lack (tools/audit.py --references / --relearn-shots): their
+    #: rows are hidden when no model has them.
+    OPTIONAL_COLUMNS = (7, 8)
     TOOLTIPS = (
         "Audited model",
         "Membership-inference AUC of the loss attack ± its standard error",
@@ -91,6 +103,10 @@ class AuditTableModel(ColumnsTableModel):
         "Linear probe's balanced accuracy (forgotten vs retained classes)",
         "Linear probe's AUC",
         "Accuracy on the forgotten classes, %",
+        "Membership-inference AUC of the calibrated attack (each image against reference "
+        "models that did not train on it) ± its standard error",
+        "Fine-tuning steps until the forgotten classes are back at half the base model's "
+        "accuracy (0: never lost them)",
     )
 
     def __init__(self, parent=None) -> None:
@@ -110,6 +126,7 @@ class AuditTableModel(ColumnsTableModel):
                 loss = m.membership.get("loss")
                 conf = m.membership.get("confidence")
                 head = m.membership.get(report.headline_attack)
+                calib = m.membership.get(CALIBRATED_ATTACK)
                 self._rows.append(
                     [
                         role,
@@ -119,6 +136,8 @@ class AuditTableModel(ColumnsTableModel):
                         _fmt(None if m.probe is None else m.probe.balanced_accuracy),
                         _fmt(None if m.probe is None else m.probe.auc),
                         _fmt(m.forget_accuracy, 1),
+                        "–" if calib is None else f"{calib.auc:.3f} ± {calib.auc_std_error:.3f}",
+                        "–" if m.relearn is None else m.relearn.describe(),
                     ]
                 )
                 self._tips.append(m.source)
@@ -126,6 +145,10 @@ class AuditTableModel(ColumnsTableModel):
 
     def _row_count(self) -> int:
         return len(self._rows)
+
+    def column_has_data(self, column: int) -> bool:
+        """Whether any model has a value in ``column``."""
+        return any(row[column] != "–" for row in self._rows)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
@@ -173,7 +196,7 @@ class AuditView(QWidget):
         self.transposed.setSourceModel(self.table_model)
         self.table = QTableView()
         self.table.setModel(self.transposed)
-        self.table_model.modelReset.connect(lambda: self.table.setRowHidden(0, True))
+        self.table_model.modelReset.connect(self._hide_rows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setMinimumSectionSize(30)
@@ -198,6 +221,12 @@ class AuditView(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.details)
 
+    def _hide_rows(self) -> None:
+        """Hide the role row (it is the header) and the measures no model has."""
+        self.table.setRowHidden(0, True)
+        for column in AuditTableModel.OPTIONAL_COLUMNS:
+            self.table.setRowHidden(column, not self.table_model.column_has_data(column))
+
     def set_report(self, report: AuditReport | None, source: str | None = None) -> None:
         """Show ``report`` (None: the placeholder); ``source`` is the file it came from."""
         self.report, self.source_path = report, source
@@ -211,6 +240,7 @@ class AuditView(QWidget):
         caveats = audit_caveats(report) if report.within_tolerance else []
         self.status.setText(
             f"<b style='color:{colour}'>{word}</b>: forgotten MIA AUC "
+            f"({report.headline_attack}) "
             f"{report.auc('forgotten'):.3f} vs {report.reference_auc:.3f} "
             f"({report.reference}), tolerance {report.tolerance:g}"
             + (f"; but {'; '.join(caveats)}" if caveats else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 from PySide6.QtCore import Qt
@@ -158,3 +159,49 @@ def test_run_audit_on_a_forgetting_result(qtbot, loaded, mini_val, tmp_path):
     assert w.audit_view.cell_text(0, 1).startswith(f"{report.auc('base'):.3f}")
     assert w.left_tabs.currentWidget() is w.audit_view
     assert w.audit_view.run_button.isEnabled() and w.audit_view.run_button.text() == "Run audit"
+
+
+def test_audit_view_shows_calibrated_attack_and_relearn_rows_when_audited(qtbot):
+    from det_forget.audit import RelearnResult
+    from gui.views.audit_view import AuditView
+
+    view = AuditView()
+    qtbot.addWidget(view)
+    view.set_report(_report())
+    assert view.table.isRowHidden(7) and view.table.isRowHidden(8)  # not audited: hidden
+    report = _report()
+    for role, auc, steps in (("base", 0.71, 0), ("forgotten", 0.66, 4), ("retrained", 0.5, None)):
+        m = report.models[role]
+        m.membership["calibrated"] = dataclasses.replace(m.membership["loss"], auc=auc)
+        m.relearn = RelearnResult(
+            steps=steps,
+            samples_seen=None if steps is None else steps * 16,
+            target_accuracy=48.0,
+            original_accuracy=96.0,
+            start_accuracy=96.0 if steps == 0 else 0.0,
+            final_accuracy=50.0,
+            retain_accuracy=80.0,
+            steps_run=50 if steps is None else steps,
+            budget_steps=50,
+            batch_size=16,
+            lr=1e-4,
+            shots=5,
+            retain_shots=5,
+            fraction=0.5,
+            eval_period=1,
+        )
+    report.headline_attack = "calibrated"
+    view.set_report(report)
+    assert not view.table.isRowHidden(7) and not view.table.isRowHidden(8)
+    assert view.transposed.headerData(7, Qt.Orientation.Vertical) == "AUC calib."
+    assert [view.cell_text(r, 7) for r in range(3)] == [
+        "0.710 ± 0.013",
+        "0.660 ± 0.013",
+        "0.500 ± 0.013",
+    ]
+    assert view.cell_text(0, 8) == "0 steps (never lost it)"
+    assert view.cell_text(1, 8) == "4 steps (64 samples)"
+    assert view.cell_text(2, 8) == "not within 50 steps"
+    # The headline follows the calibrated attack: 0.660 vs 0.500 fails the check.
+    assert "FAIL" in view.status.text() and "(calibrated) 0.660 vs 0.500" in view.status.text()
+    assert "faster than in a model that never learned" in view.verdict.text()
