@@ -9,9 +9,14 @@ its held-out set, and reference models train on random halves of the whole pool
 (:mod:`.reference`).
 
 :func:`write_testbed` writes both halves as image folders (``train/<class>/*.png`` and
-``test/<class>/*.png``), so the usual tools run on them with ``CLS.DATASET image_folder``::
+``test/<class>/*.png``), so the usual tools run on them with ``CLS.DATASET image_folder``;
+:func:`train_testbed_base` trains the base model on the whole training half and keeps its
+*last* epoch (``tools/pretrain_classifier.py`` keeps the best validation epoch, which
+stops memorisation half-way), recording its recipe as the pre-training tool does, so that
+``tools/audit.py --references`` trains its references the same way::
 
-    python -m det_forget.audit.testbed --output output/testbed/data --per-class 100
+    python -m det_forget.audit.testbed --output output/testbed --per-class 100 \
+        CLS.MODEL.EMBED_DIM 32 CLS.MODEL.DEPTH 2 CLS.PRETRAIN.EPOCHS 80
 
 (see ``docs/audit.md`` for the full pipeline: base, GS-LoRA, retrain, audit).
 """
@@ -19,18 +24,27 @@ its held-out set, and reference models train on random halves of the whole pool
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..classification.data import ImageClassData, load_fashion_mnist, subsample_per_class
 
-__all__ = ["MembershipTestbed", "split_testbed", "fashion_mnist_testbed", "write_testbed"]
+__all__ = [
+    "MembershipTestbed",
+    "split_testbed",
+    "fashion_mnist_testbed",
+    "write_testbed",
+    "train_testbed_base",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,19 +153,81 @@ def write_testbed(testbed: MembershipTestbed, root: str | os.PathLike) -> tuple[
     return folders
 
 
+def train_testbed_base(train: ImageClassData, cfg) -> tuple[nn.Module, dict[str, Any]]:
+    """The testbed's base model: ``CLS.MODEL`` trained on all of ``train`` with
+    ``CLS.PRETRAIN`` (seed ``SEED``), last epoch kept.
+
+    Args:
+        train: the training half.
+        cfg: a classification config.
+
+    Returns:
+        ``(model in eval mode, metadata with the recipe, as tools/pretrain_classifier.py
+        records it)``.
+
+    Raises:
+        ValueError: ``CLS.PRETRAIN.INIT_WEIGHTS`` is set (a testbed base trains from
+            scratch, as its references will).
+    """
+    from ..classification.model import build_classifier
+    from ..classification.pretrain import PretrainRecipe, train_classifier
+
+    if cfg.CLS.PRETRAIN.INIT_WEIGHTS:
+        raise ValueError("a testbed base trains from scratch; unset CLS.PRETRAIN.INIT_WEIGHTS")
+    if cfg.CLS.MODEL.NUM_CLASSES != train.num_classes:
+        raise ValueError(
+            f"CLS.MODEL.NUM_CLASSES is {cfg.CLS.MODEL.NUM_CLASSES}, the testbed has "
+            f"{train.num_classes} classes"
+        )
+    torch.manual_seed(cfg.SEED)
+    model = build_classifier(cfg)
+    result = train_classifier(model, train, None, PretrainRecipe.from_config(cfg))
+    metadata = {
+        "note": "membership testbed base (det_forget.audit.testbed): last epoch kept",
+        "classes": list(train.classes),
+        "train_images": len(train),
+        "train_seconds": round(result["seconds"], 1),
+        "history": result["history"],
+        "recipe": json.loads(json.dumps(cfg.CLS.PRETRAIN)),
+        "model_config": json.loads(json.dumps(cfg.CLS.MODEL)),
+    }
+    return model.eval(), metadata
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m det_forget.audit.testbed``: write a Fashion-MNIST testbed's folders."""
+    """``python -m det_forget.audit.testbed``: write a Fashion-MNIST testbed and its base."""
+    from ..classification.cli import setup_cfg
+    from ..classification.data import load_image_folder
+    from ..classification.model import save_classifier
+
     parser = argparse.ArgumentParser(description="Write a Fashion-MNIST membership testbed.")
-    parser.add_argument("--output", required=True, help="folder for train/ and test/")
+    parser.add_argument("--output", required=True, help="folder for data/ and base.safetensors")
     parser.add_argument("--per-class", type=int, default=100, help="pool images per class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="CLS.MODEL.* / CLS.PRETRAIN.* overrides"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    train, test = write_testbed(
-        fashion_mnist_testbed(args.per_class, args.seed, args.data_root), args.output
+    output = Path(args.output)
+    train_dir, test_dir = write_testbed(
+        fashion_mnist_testbed(args.per_class, args.seed, args.data_root), output / "data"
     )
-    logger.info("CLS.DATASET image_folder CLS.DATA_ROOT %s CLS.TEST_ROOT %s", train, test)
+    cfg = setup_cfg("", args.opts)
+    train = load_image_folder(
+        train_dir, image_size=cfg.CLS.MODEL.IMG_SIZE, channels=cfg.CLS.MODEL.IN_CHANS
+    )
+    model, metadata = train_testbed_base(train, cfg)
+    weights = save_classifier(model, output / "base.safetensors", metadata)
+    logger.info(
+        "wrote %s; run the tools with CLS.DATASET image_folder CLS.DATA_ROOT %s "
+        "CLS.TEST_ROOT %s CLS.WEIGHTS %s",
+        weights,
+        train_dir,
+        test_dir,
+        weights,
+    )
     return 0
 
 
