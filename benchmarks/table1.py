@@ -9,7 +9,9 @@ steps, keep the best weights, stop after ``PATIENCE`` checks without a better sc
 Acc_r / Acc_f of each class's model are measured on the test split; the table gives their
 mean and spread (population std) over the classes, and the worst class's Acc_f.
 
-Each method's loss weight is chosen from a small grid on the **validation split only**:
+Each method's loss weight (for GS-LoRA and GS-LoRA++ their bound BND, the weight that
+decides how hard the forget term pushes) is chosen from a small grid on the **validation
+split only**:
 every grid value runs on the ``--select`` classes, the value with the best mean validation
 score wins, and the remaining classes run with it (the selection classes' runs with the
 winning value are reused). The test split is evaluated only for the winning runs.
@@ -21,6 +23,7 @@ convention); with no ``FORGET.MISSING_CLASSES`` (as here) the two are equal.
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/table1.py          # writes JSON
     python benchmarks/table1.py --smoke --output /tmp/t1.json             # seconds
     python benchmarks/table1.py --rows no_retain gs_lora                  # some rows
+    python benchmarks/table1.py --merge a.json b.json                    # one table of runs
 
 Rows run in table order and the JSON is rewritten after each row, so an interrupted run
 keeps what finished.
@@ -96,8 +99,8 @@ ROWS = (
         "gs_lora",
         "GS-LoRA (retain)",
         "gs_lora.yaml",
-        "FORGET.LOSS.FORGET_WEIGHT",
-        (0.2, 0.4),
+        "FORGET.LOSS.BOUND",
+        (5.0, 15.0),
         _RETAIN,
     ),
     Row(
@@ -141,8 +144,8 @@ ROWS = (
         "gs_lora_pp",
         "GS-LoRA++ (retain)",
         "gs_lora_pp.yaml",
-        "FORGET.PROTOTYPE.FORGET_WEIGHT",
-        (0.01,),
+        "FORGET.LOSS.BOUND",
+        (5.0, 15.0),
         _RETAIN,
     ),
     Row("retrain", "Retrain (retain)", "baseline_retrain.yaml"),
@@ -307,6 +310,40 @@ def format_table(doc: dict) -> str:
     return "\n".join([fmt.format(*header), sep, *(fmt.format(*x) for x in lines)])
 
 
+def merge_runs(paths: list[Path]) -> dict:
+    """One Table 1 from several runs' JSON files (rows in table order, a later file's row
+    replacing an earlier one's). The original-model numbers are those of the run with the
+    most classes; each row keeps the machine, commit and overrides it was run with."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    if any(d["setting"].get("smoke") for d in docs):
+        raise ValueError("--merge: smoke runs cannot be merged into a table")
+    base = max(docs, key=lambda d: len(d["original"]["classes"]))
+    rows: dict[str, dict] = {}
+    for path, d in zip(paths, docs, strict=True):
+        if d["setting"]["test_per_class"] != base["setting"]["test_per_class"]:
+            raise ValueError(f"--merge: {path} used another --test-per-class")
+        for r in d["rows"]:
+            rows[r["row"]] = {
+                **r,
+                "run": {
+                    "file": path.name,
+                    "machine": d["setting"]["machine"].get("summary"),
+                    "git_commit": d["setting"]["machine"].get("git_commit"),
+                    "date": d["setting"]["machine"].get("date"),
+                },
+            }
+    order = [r.key for r in ROWS]
+    doc = {
+        **base,
+        "setting": {**base["setting"], "merged_from": [p.name for p in paths]},
+        "rows": sorted(rows.values(), key=lambda r: order.index(r["row"])),
+        "missing_rows": [k for k in order if k not in rows],
+        "seconds": sum(d.get("seconds", 0.0) for d in docs),
+    }
+    doc["table"] = format_table(doc)
+    return doc
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the rows, print Table 1, write the JSON; returns the JSON document."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -320,8 +357,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--test-per-class", type=int, default=200, help="test images per class (0: all 1000)"
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="combine the rows of earlier runs' JSON files (e.g. rows run in parallel "
+        "processes) into --output, in table order; runs nothing",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (all rows)")
     args = parser.parse_args(argv)
+    if args.merge:
+        doc = merge_runs([Path(p) for p in args.merge])
+        print(doc["table"])
+        with atomic_write(args.output) as f:
+            json.dump(doc, f, indent=2)
+        return doc
     rows = [r for r in ROWS if args.rows is None or r.key in args.rows]
     if args.rows is not None and len(rows) != len(args.rows):
         raise ValueError(f"--rows {args.rows}: valid rows are {[r.key for r in ROWS]}")

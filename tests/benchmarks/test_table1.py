@@ -6,6 +6,8 @@ import json
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -39,6 +41,25 @@ def test_table1_smoke(tmp_path):
     orig = doc["original"]["classes"]
     assert [c["class"] for c in orig] == ["T-shirt/top", "Trouser"]
     assert "Original model" in doc["table"] and "Poppi" in doc["table"]
+
+    # --merge: rows run in separate processes make one table, in table order.
+    with pytest.raises(ValueError, match="smoke"):
+        table1.merge_runs([out])
+    full = {**doc, "setting": {**doc["setting"], "smoke": False}}
+    parts = []
+    for i, key in enumerate(("gs_lora", "no_retain")):  # out of table order on purpose
+        part = tmp_path / f"part{i}.json"
+        part.write_text(json.dumps({**full, "rows": [rows[key]]}))
+        parts.append(part)
+    merged = table1.main(["--merge", *map(str, parts), "--output", str(tmp_path / "m.json")])
+    assert [r["row"] for r in merged["rows"]] == ["no_retain", "gs_lora"]
+    assert merged["rows"][0]["run"]["file"] == "part1.json"
+    assert merged["setting"]["merged_from"] == ["part0.json", "part1.json"]
+    assert "gs_lora_pp" in merged["missing_rows"] and merged["table"].count("\n") == 4
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**full, "setting": {**full["setting"], "test_per_class": 9}}))
+    with pytest.raises(ValueError, match="test-per-class"):
+        table1.merge_runs([parts[0], other])
 
 
 def test_acc_r_conventions_differ_with_a_missing_class():
