@@ -10,6 +10,7 @@ sample is calibrated by the same number of IN and OUT models.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -127,8 +128,9 @@ def train_reference_classifiers(
         torch.manual_seed(seed + 1000 + k)
         model = build_model()
         half = pool.subset(torch.nonzero(keep[k]).flatten())
-        own = PretrainRecipe(**{**recipe.__dict__, "seed": recipe.seed + 1000 + k})
-        train_classifier(model, half, None, own)
+        train_classifier(
+            model, half, None, dataclasses.replace(recipe, seed=recipe.seed + 1000 + k)
+        )
         models.append(model.eval())
         logger.info("reference %d/%d trained on %d samples", k + 1, num_models, len(half))
     n = len(members)
