@@ -310,10 +310,34 @@ def format_table(doc: dict) -> str:
     return "\n".join([fmt.format(*header), sep, *(fmt.format(*x) for x in lines)])
 
 
+def _can_join(a: dict, b: dict) -> bool:
+    """Two runs of one row on disjoint classes with the same weight and overrides."""
+    disjoint = not {c["class"] for c in a["classes"]} & {c["class"] for c in b["classes"]}
+    same = a["chosen"] == b["chosen"] and a["overrides"] == b["overrides"]
+    return disjoint and same
+
+
+def _join(a: dict, b: dict, run: dict) -> dict:
+    """One row from two runs on disjoint classes: classes combined, statistics redone."""
+    classes = a["classes"] + b["classes"]
+    runs = a["run"] if isinstance(a["run"], list) else [a["run"]]
+    return {
+        **a,
+        "classes": classes,
+        "acc_r": _stats([c["acc_r"] for c in classes]),
+        "acc_r_with_missing": _stats([c["acc_r_with_missing"] for c in classes]),
+        "acc_f": _stats([c["acc_f"] for c in classes]),
+        "seconds": a["seconds"] + b["seconds"],
+        "run": [*runs, run],
+    }
+
+
 def merge_runs(paths: list[Path]) -> dict:
-    """One Table 1 from several runs' JSON files (rows in table order, a later file's row
-    replacing an earlier one's). The original-model numbers are those of the run with the
-    most classes; each row keeps the machine, commit and overrides it was run with."""
+    """One Table 1 from several runs' JSON files (rows in table order). A later file's row
+    replaces an earlier one's, unless it ran the same weight and overrides on other
+    classes: then the classes are joined (a row split over processes). The original-model
+    numbers are those of the run with the most classes; each row keeps the machine, commit
+    and overrides it was run with (``run``, a list for a joined row)."""
     docs = [json.loads(p.read_text()) for p in paths]
     if any(d["setting"].get("smoke") for d in docs):
         raise ValueError("--merge: smoke runs cannot be merged into a table")
@@ -323,15 +347,17 @@ def merge_runs(paths: list[Path]) -> dict:
         if d["setting"]["test_per_class"] != base["setting"]["test_per_class"]:
             raise ValueError(f"--merge: {path} used another --test-per-class")
         for r in d["rows"]:
-            rows[r["row"]] = {
-                **r,
-                "run": {
-                    "file": path.name,
-                    "machine": d["setting"]["machine"].get("summary"),
-                    "git_commit": d["setting"]["machine"].get("git_commit"),
-                    "date": d["setting"]["machine"].get("date"),
-                },
+            run = {
+                "file": path.name,
+                "machine": d["setting"]["machine"].get("summary"),
+                "git_commit": d["setting"]["machine"].get("git_commit"),
+                "date": d["setting"]["machine"].get("date"),
             }
+            prev = rows.get(r["row"])
+            if prev is not None and _can_join(prev, r):
+                rows[r["row"]] = _join(prev, r, run)
+            else:
+                rows[r["row"]] = {**r, "run": run}
     order = [r.key for r in ROWS]
     doc = {
         **base,

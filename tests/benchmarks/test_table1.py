@@ -56,6 +56,14 @@ def test_table1_smoke(tmp_path):
     assert merged["rows"][0]["run"]["file"] == "part1.json"
     assert merged["setting"]["merged_from"] == ["part0.json", "part1.json"]
     assert "gs_lora_pp" in merged["missing_rows"] and merged["table"].count("\n") == 4
+    # The same row run on other classes in another process is joined, its stats redone.
+    half = {**rows["gs_lora"], "classes": rows["gs_lora"]["classes"][:1]}
+    rest = {**rows["gs_lora"], "classes": rows["gs_lora"]["classes"][1:]}
+    for name, row in (("h1.json", half), ("h2.json", rest)):
+        (tmp_path / name).write_text(json.dumps({**full, "rows": [row]}))
+    joined = table1.merge_runs([tmp_path / "h1.json", tmp_path / "h2.json"])["rows"][0]
+    assert [c["class"] for c in joined["classes"]] == ["T-shirt/top", "Trouser"]
+    assert joined["acc_f"] == rows["gs_lora"]["acc_f"] and len(joined["run"]) == 2
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**full, "setting": {**full["setting"], "test_per_class": 9}}))
     with pytest.raises(ValueError, match="test-per-class"):
