@@ -5,8 +5,9 @@
 * LoRA methods (``gs_lora``, ``gs_lora_pp``, ``no_retain``) inject adapters with
   :func:`det_forget.lora.inject_lora` (FFN layers or fused qkv per ``FORGET.LORA``); the
   full-weight baselines train every parameter;
-* each step feeds per-sample cross-entropies (forget batch) and the retain loss to
-  :class:`det_forget.forgetting.ForgettingObjective`, which adds the method's terms;
+* each step feeds per-sample cross-entropies (forget batch), the retain loss and both
+  batches' features to :class:`det_forget.forgetting.ForgettingObjective`, which adds the
+  method's terms (and ``FORGET.DEEP``'s term on the features, when enabled);
 * a task stops when its classes are forgotten: the shared rule of
   :mod:`det_forget.forgetting.stopping`, scored on the forget classes of the validation
   split carved from train (never the test split), with the training retain loss;
@@ -273,9 +274,14 @@ class ClassificationForgetter:
         objective = ForgettingObjective.from_config(cfg, self.model, anchor=self._anchor(data))
         if objective.uses_retain_data and len(data.retain) == 0:
             raise ValueError(f"method {self.method!r} needs retain data but task has none")
-        prototypes = present = None
-        if self.spec.uses_prototypes:
+        deep = objective.deep
+        prototypes = present = retain_prototypes = None
+        if self.spec.uses_prototypes or (deep is not None and deep.needs_prototypes):
             prototypes, present = self._prototypes(data)
+        if deep is not None and deep.needs_prototypes:
+            missing = set(task.missing)
+            retained = [c for c in task.retain if c not in missing and bool(present[c])]
+            retain_prototypes = prototypes[torch.tensor(retained, dtype=torch.long)]
         params = self._trainable()
         optimizer = _build_optimizer(list(params.values()), solver, f.OPTIMIZER)
         max_iter = int(f.MAX_ITER)
@@ -319,6 +325,7 @@ class ClassificationForgetter:
                     model=self.model,
                     prototypes=prototypes,
                     prototype_present=present,
+                    retain_prototypes=retain_prototypes,
                     **inputs,
                 )
             except FloatingPointError as err:
@@ -369,6 +376,9 @@ class ClassificationForgetter:
             "retain_images": len(data.retain),
             "last_terms": {k: float(v.detach()) for k, v in terms.items()},
         }
+        if deep is not None and deep.probe is not None:
+            # ln 2 = 0.693: the online probe no longer tells forget from retained features.
+            stats["deep_probe_loss"] = deep.probe.last_loss
         if objective.groups is not None:
             stats["zero_group_ratio"] = zero_group_ratio(
                 objective.groups, cfg.FORGET.SPARSITY.ZERO_REL_THRESHOLD

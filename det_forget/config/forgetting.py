@@ -37,6 +37,7 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
     "FORGET.PROTOTYPE.RETAIN_WEIGHT": _CLASSIFICATION,
     "FORGET.NO_RETAIN.L1_WEIGHT": _QKV,
+    "FORGET.DEEP": _CLASSIFICATION,
 }
 
 
@@ -227,6 +228,28 @@ def add_forget_node(cfg: CN) -> None:
     # w_r: weight of KL(retain features, their prototypes) (0 in every released reference
     # config). Read by: classification, face (detection passes no retain features).
     cfg.FORGET.PROTOTYPE.RETAIN_WEIGHT = 0.0
+
+    # ------------------------------------------------------------------------------------ #
+    # Deep forgetting (det_forget/forgetting/deep.py): a term on the pre-logit features
+    # (model.features, what the audit's linear probe reads) that removes the forgotten
+    # classes from them, not only from the decision; it trains the same adapters (same
+    # parameter budget). Added as loss_deep to any method with forget and retain data.
+    # Read by: classification, face (detection refuses it: its features are per box).
+    # ------------------------------------------------------------------------------------ #
+    cfg.FORGET.DEEP = CN()
+    # Off by default: on Fashion-MNIST it lowers the probe's separability at a cost in
+    # retained accuracy (docs/audit.md, "Deep forgetting").
+    cfg.FORGET.DEEP.ENABLED = False
+    # "prototype_pull": pull each forget feature toward the nearest retained class's
+    # prototype (mean feature at the task start), mean squared distance per dimension.
+    # "adversarial_probe": a forget-vs-retained linear probe is fitted online on detached
+    # features; the adapters make it answer 1/2 on forget features.
+    cfg.FORGET.DEEP.MODE = "prototype_pull"
+    # Factor on the term in the total loss (finite, >= 0).
+    cfg.FORGET.DEEP.WEIGHT = 1.0
+    # adversarial_probe: the online probe's Adam learning rate and steps per training step.
+    cfg.FORGET.DEEP.PROBE_LR = 0.01
+    cfg.FORGET.DEEP.PROBE_STEPS = 5
 
     # ------------------------------------------------------------------------------------ #
     # Low-rank unlearning without retain data (no_retain). Read by: rcnn, classification,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigValueError
+from ..forgetting.deep import DEEP_MODES
 
 __all__ = ["check_values"]
 
@@ -38,6 +39,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: v in ("", "val_score"),
         "'' (stop when forgotten) or 'val_score' (best validation score)",
     ),
+    "FORGET.DEEP.MODE": (lambda v: v in DEEP_MODES, f"one of {list(DEEP_MODES)}"),
+    "FORGET.DEEP.WEIGHT": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "FORGET.DEEP.PROBE_LR": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
+    "FORGET.DEEP.PROBE_STEPS": (lambda v: v >= 1, "at least 1"),
 }
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigValueError
+from .deep import DeepForgetting
 from .groups import ParamGroup, SparsityWarmup, build_groups, group_lasso, lora_b_l1
 from .losses import bounded_forget_loss, negative_gradient_loss, reciprocal_forget_loss
 from .methods import ForgetMethod, get_method
@@ -43,6 +44,8 @@ class ForgettingObjective:
         reciprocal_eps: guard of ``1 / CE``.
         baseline_l1 / baseline_l2 / baseline_ewc: weights of weight-change penalties.
         anchor: reference weights for those penalties.
+        deep: the deep-forgetting term (``FORGET.DEEP``, :mod:`.deep`), added to any
+            method with forget and retain data as ``loss_deep``; None (default): off.
     """
 
     method: str = "gs_lora"
@@ -63,9 +66,17 @@ class ForgettingObjective:
     baseline_l2: float = 1.0
     baseline_ewc: float = 100.0
     anchor: WeightAnchor | None = None
+    deep: DeepForgetting | None = None
 
     def __post_init__(self) -> None:
-        terms = get_method(self.method).terms
+        spec = get_method(self.method)
+        terms = spec.terms
+        if self.deep is not None and not (spec.uses_forget_data and spec.uses_retain_data):
+            raise ConfigValueError(
+                f"FORGET.DEEP.ENABLED needs a method that trains on forget and retain data "
+                f"(its term moves forget features relative to retained ones); "
+                f"FORGET.METHOD {self.method!r} trains on {spec.data} data only"
+            )
         if "loss_group_lasso" in terms and (self.groups is None or self.sparsity is None):
             raise ValueError(f"method {self.method!r} needs groups and a sparsity schedule")
         if any(t.startswith("loss_weight_") for t in terms) and self.anchor is None:
@@ -129,6 +140,7 @@ class ForgettingObjective:
             baseline_l2=f.BASELINE.L2_WEIGHT,
             baseline_ewc=f.BASELINE.EWC_WEIGHT,
             anchor=anchor,
+            deep=DeepForgetting.from_config(cfg) if "DEEP" in f else None,
         )
 
     @property
@@ -159,6 +171,7 @@ class ForgettingObjective:
         forget_features: torch.Tensor | None = None,
         retain_features: torch.Tensor | None = None,
         retain_labels: torch.Tensor | None = None,
+        retain_prototypes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The method's loss terms, already weighted; ``sum(terms.values())`` is the total.
 
@@ -175,9 +188,12 @@ class ForgettingObjective:
             forget_features: features of forget samples for GS-LoRA++.
             retain_features: features of retain samples for GS-LoRA++.
             retain_labels: their classes.
+            retain_prototypes: prototypes of the retained classes ``(K, D)`` (deep
+                forgetting's ``prototype_pull``).
 
         Returns:
-            ``{term name: weighted scalar}`` with the names of the method's registry ``terms``.
+            ``{term name: weighted scalar}`` with the names of the method's registry
+            ``terms``, plus ``loss_deep`` when :attr:`deep` is set.
 
         Raises:
             FloatingPointError: a term is NaN or infinite (names the term).
@@ -225,6 +241,12 @@ class ForgettingObjective:
                 terms[name] = self.baseline_l2 * self.anchor.l2()  # type: ignore[union-attr]
             elif name == "loss_weight_ewc":
                 terms[name] = self.baseline_ewc * self.anchor.ewc()  # type: ignore[union-attr]
+        if self.deep is not None:
+            terms["loss_deep"] = self.deep(
+                forget_features=_required(forget_features, "loss_deep"),
+                retain_features=retain_features,
+                retain_prototypes=retain_prototypes,
+            )
         for name, value in terms.items():
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
