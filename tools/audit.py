@@ -10,6 +10,10 @@ Examples::
         [--references 4] [--relearn-shots 5]
     python tools/audit.py --task detection --config-file configs/coco_forget.yaml \
         --forgotten output/coco_forget --max-samples 500
+    python tools/audit.py --task detection --config-file configs/fashion_det_forget.yaml \
+        --forgotten output/fashion_det_forget \
+        --retrained det_forget/model_zoo/fashion_vit_tiny_frcnn_retrain.pth \
+        --relearn-shots 5 --relearn-batch-size 4 --relearn-eval-period 5
 
 ``--forgotten`` (and ``--retrained``) take a run folder (``OUTPUT_DIR``) or a checkpoint.
 Run folders are read through :class:`det_forget.forgetting.RunDirectory`, the same way for
@@ -22,9 +26,19 @@ converts them.
 
 Classification only: ``--references K`` trains K reference models (the base checkpoint's
 architecture and recipe, each on a random half of the training + test images) and adds
-the calibrated attack, which becomes the headline; ``--relearn-shots k`` fine-tunes a copy
-of every model on k training images per forgotten class (and per retained class) and
-reports the steps until the forgotten classes' accuracy is back at half the base's.
+the calibrated attack, which becomes the headline.
+
+``--relearn-shots k`` fine-tunes a copy of every model on k training images per forgotten
+class (and per retained class) and reports the steps until the forgotten classes' score
+on held-out images is back at half the base's: accuracy for classifiers, box AP (AP_f)
+for detectors (k training images holding each class; every weight trains on the
+detector's own losses).
+
+Detection also runs every model as a detector on up to ``--eval-images`` held-out images
+holding the forgotten classes and reports AP_f, AP_r and the object fate of the forgotten
+objects (the project's COCO evaluator); relearn time is measured on the same images. When
+``--forgotten`` is a run folder whose evaluator report has an object-fate section, the
+report quotes it too.
 
 Prints a table and writes the JSON report (``--output``; default ``audit.json`` in the
 forgotten run's folder, where the app finds it). Trailing ``KEY VALUE`` pairs override
@@ -36,6 +50,7 @@ config keys. The exit status is 0 whether or not the check passes (read
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -148,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         "likelihood ratio of IN vs OUT references",
     )
     relearn = parser.add_argument_group(
-        "relearn time (classification)",
-        "fine-tuning steps until the forgotten classes are back at half the base's accuracy",
+        "relearn time",
+        "fine-tuning steps until the forgotten classes are back at half the base's "
+        "accuracy (classification) or box AP_f (detection)",
     )
     relearn.add_argument(
         "--relearn-shots",
@@ -157,13 +173,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="K",
         help="training images per forgotten class (and per retained class) to fine-tune "
-        "on (0: off)",
+        "on; detection: images holding the class (0: off)",
     )
     relearn.add_argument("--relearn-steps", type=int, default=50, help="step budget")
     relearn.add_argument("--relearn-lr", type=float, default=1e-4, help="AdamW learning rate")
-    relearn.add_argument("--relearn-batch-size", type=int, default=16, help="images per step")
     relearn.add_argument(
-        "--relearn-eval-period", type=int, default=1, help="steps between accuracy checks"
+        "--relearn-batch-size",
+        type=int,
+        default=0,
+        help="images per step (default: 16 classification, 4 detection)",
+    )
+    relearn.add_argument(
+        "--relearn-eval-period",
+        type=int,
+        default=0,
+        help="steps between checks (default: 1 classification, 5 detection)",
+    )
+    parser.add_argument(
+        "--eval-images",
+        type=int,
+        default=100,
+        metavar="N",
+        help="detection: held-out images holding the forgotten classes that AP_f, object "
+        "fate and relearn are measured on, at most (0: all)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -340,15 +372,6 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
             num_models=args.references,
             seed=args.seed,
         )
-    relearn = None
-    if args.relearn_shots > 0:
-        relearn = {
-            "shots": args.relearn_shots,
-            "steps": args.relearn_steps,
-            "lr": args.relearn_lr,
-            "batch_size": args.relearn_batch_size,
-            "eval_period": args.relearn_eval_period,
-        }
     return audit_classifier(
         base,
         forgotten,
@@ -364,8 +387,24 @@ def run_classification(args: argparse.Namespace) -> AuditReport:
         sources=_sources(base_path, args),
         references=references,
         calibration=args.calibration,
-        relearn=relearn,
+        relearn=relearn_settings(args, batch_size=16, eval_period=1),
     )
+
+
+def relearn_settings(
+    args: argparse.Namespace, *, batch_size: int, eval_period: int
+) -> dict[str, Any] | None:
+    """The relearn keywords ``args`` ask for (None: ``--relearn-shots 0``), with the task's
+    default batch size and check period where the flags are left at 0."""
+    if args.relearn_shots <= 0:
+        return None
+    return {
+        "shots": args.relearn_shots,
+        "steps": args.relearn_steps,
+        "lr": args.relearn_lr,
+        "batch_size": args.relearn_batch_size or batch_size,
+        "eval_period": args.relearn_eval_period or eval_period,
+    }
 
 
 def _sources(base: str, args: argparse.Namespace) -> dict[str, str]:
@@ -410,7 +449,7 @@ def run_detection(args: argparse.Namespace) -> AuditReport:
         forget = forgotten_classes(args.forgotten, names)
         if forget is None:
             forget = sorted({c for t in tasks_from_config(cfg, names, dataset) for c in t.forget})
-    return audit_detector(
+    report = audit_detector(
         base.model,
         forgotten.model,
         retrained=None if retrained is None else retrained.model,
@@ -423,7 +462,31 @@ def run_detection(args: argparse.Namespace) -> AuditReport:
         tolerance=args.tolerance,
         seed=args.seed,
         sources=_sources(base_weights, args),
+        nonmember_dataset=cfg.DATASETS.TEST[0],
+        eval_images=args.eval_images,
+        relearn=relearn_settings(args, batch_size=4, eval_period=5),
     )
+    run_fate = run_object_fate(args.forgotten)
+    if run_fate is not None:
+        report.data["run_object_fate"] = run_fate
+    return report
+
+
+def run_object_fate(path: str) -> dict[str, Any] | None:
+    """The object fate of the run's last task, as its evaluator reported it (None: not a
+    run folder, or a report without one)."""
+    if not Path(path).is_dir():
+        return None
+    tasks = RunDirectory(path).read_history().tasks
+    if not tasks:
+        return None
+    report = Path(path) / "inference" / f"task_{len(tasks) - 1:02d}" / "forget_report.json"
+    if not report.is_file():
+        return None
+    fate = json.loads(report.read_text()).get("object_fate")
+    if not isinstance(fate, dict) or not fate.get("total"):
+        return None
+    return {"source": display_path(str(report)), "dataset": "the run's val split", **fate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,10 +502,10 @@ def audit(argv: list[str]) -> int:
 
     setup_logger(name="det_forget", abbrev_name="df")
     output = default_output(args)
-    if args.task == "detection" and (args.references or args.relearn_shots):
+    if args.task == "detection" and args.references:
         raise ValueError(
-            "--references and --relearn-shots are for --task classification; the "
-            "detection audit has the threshold attacks and the probe"
+            "--references is for --task classification; the detection audit has the "
+            "threshold attacks, the probe, held-out AP and object fate, and relearn time"
         )
     if args.calibration == "online" and 0 < args.references < 4:
         raise ValueError(

@@ -6,7 +6,9 @@
   reference models' scores; :mod:`.reference` trains those references on random halves;
 * :mod:`.testbed`: a small training set a model memorises, where membership is measurable
   (not imported here: ``python -m det_forget.audit.testbed`` runs it);
-* :mod:`.relearn`: fine-tuning steps until a forgotten class's accuracy is back;
+* :mod:`.relearn`: fine-tuning steps until a forgotten class's accuracy is back (the
+  loop and stopping rule, and the classifier version); :mod:`.detector_relearn`: a
+  detector's held-out AP_f / object fate and its relearn time;
 * :mod:`.probe`: a linear probe (logistic regression in torch) on frozen features;
 * :mod:`.report`: :class:`AuditReport` (JSON, table, plain-language verdict);
 * :func:`audit_classifier` / :func:`audit_detector`: base vs forgotten (vs retrained)
@@ -25,6 +27,7 @@ from .calibrated import (
 )
 from .classifier import audit_classifier, classifier_features
 from .detector import BoxOutputs, audit_detector, box_outputs, select_images
+from .detector_relearn import ForgetAP, HeldoutForgetAP, detector_relearn_time, few_shot_images
 from .membership import (
     ATTACKS,
     MembershipResult,
@@ -42,7 +45,7 @@ from .reference import (
     calibrated_classifier_attack,
     train_reference_classifiers,
 )
-from .relearn import RelearnResult, relearn_time
+from .relearn import RelearnResult, check_relearn_arguments, relearn_time, run_relearn
 from .report import (
     AUDIT_FILE_NAME,
     MODEL_ROLES,
@@ -64,7 +67,13 @@ __all__ = [
     "calibrated_classifier_attack",
     "train_reference_classifiers",
     "RelearnResult",
+    "check_relearn_arguments",
     "relearn_time",
+    "run_relearn",
+    "ForgetAP",
+    "HeldoutForgetAP",
+    "detector_relearn_time",
+    "few_shot_images",
     "audit_classifier",
     "classifier_features",
     "BoxOutputs",

@@ -9,6 +9,12 @@ detector's family pools each ground-truth box and returns the box classifier's l
   forget-class boxes of held-out images (non-members), per box;
 * the probe separates forget-class from retained-class boxes of held-out images on the
   box features (what the box classifier reads).
+
+Given the registered held-out dataset (``nonmember_dataset``), every model is also run as a
+detector on held-out images holding the forgotten classes and scored by the project's
+COCO evaluator (:class:`~.detector_relearn.HeldoutForgetAP`): AP_f, AP_r and the object
+fate of the forgotten objects; with relearn settings, each model is fine-tuned until AP_f
+is back at half the base model's (:func:`~.detector_relearn.detector_relearn_time`).
 """
 
 from __future__ import annotations
@@ -176,6 +182,9 @@ def audit_detector(
     seed: int = 0,
     batch_size: int = 4,
     sources: Mapping[str, str] | None = None,
+    nonmember_dataset: str | None = None,
+    eval_images: int = 100,
+    relearn: Mapping[str, Any] | None = None,
 ) -> AuditReport:
     """Audit forgetting of ``forget_classes`` by a detector, per ground-truth box.
 
@@ -194,12 +203,21 @@ def audit_detector(
         seed: seed of the image choice and of the probe's split.
         batch_size: images per forward pass.
         sources: ``{role: where the model came from}`` for the report.
+        nonmember_dataset: the registered dataset ``nonmember_dicts`` are (its COCO json is
+            the ground truth): adds AP_f, AP_r and object fate per model on held-out
+            images holding the forgotten classes. None: not measured.
+        eval_images: how many of those held-out images, at most (0: all).
+        relearn: keywords of :func:`~.detector_relearn.detector_relearn_time` (``shots``,
+            ``steps``, ``lr``, ``batch_size``, ``eval_period``, ...): adds relearn time,
+            fine-tuning on ``member_dicts`` until AP_f on those images is back at half the
+            base model's. Needs ``nonmember_dataset``. None: not measured.
 
     Returns:
         The :class:`AuditReport`.
 
     Raises:
-        ValueError: no forget class, or no forget-class box on one side.
+        ValueError: no forget class, no forget-class box on one side, relearn without
+            ``nonmember_dataset``, or a base model with AP_f 0 to relearn towards.
     """
     start = time.perf_counter()
     forget = sorted({int(c) for c in forget_classes})
@@ -215,6 +233,16 @@ def audit_detector(
     models = {"base": base, "forgotten": forgotten}
     if retrained is not None:
         models["retrained"] = retrained
+    if relearn is not None and nonmember_dataset is None:
+        raise ValueError("relearn time needs nonmember_dataset (AP_f is scored on its json)")
+    meter = scores = None
+    if nonmember_dataset is not None:
+        from .detector_relearn import HeldoutForgetAP
+
+        ap_dicts = select_images(nonmember_dicts, forget, 0, seed + 2)
+        ap_dicts = ap_dicts[:eval_images] if eval_images > 0 else ap_dicts
+        meter = HeldoutForgetAP(cfg, nonmember_dataset, ap_dicts, forget, batch_size=batch_size)
+        scores = {role: meter(model) for role, model in models.items()}
     audits: dict[str, ModelAudit] = {}
     counts: dict[str, int] = {}
     for role, model in models.items():
@@ -229,12 +257,29 @@ def audit_detector(
         per_class = accuracy_per_class(
             h_logits[h_keep].argmax(dim=1), h_labels[h_keep], h_logits.shape[1]
         )
+        relearned = None
+        if relearn is not None:
+            from .detector_relearn import detector_relearn_time
+
+            relearned = detector_relearn_time(
+                model,
+                member_dicts,
+                meter,
+                cfg=cfg,
+                original_ap=scores["base"].forget,
+                seed=seed,
+                **relearn,
+            )
         audits[role] = ModelAudit(
             role=role,
             source=sources.get(role, "in memory"),
             membership=membership,
             probe=probe,
             forget_accuracy=group_mean(per_class, forget),
+            relearn=relearned,
+            forget_ap=None if scores is None else scores[role].forget,
+            retain_ap=None if scores is None else scores[role].retain,
+            object_fate=None if scores is None else scores[role].object_fate,
         )
         counts = {
             "member_boxes": int(m_keep.sum()),
@@ -242,11 +287,13 @@ def audit_detector(
             "probe_boxes": len(h_labels),
         }
         logger.info(
-            "%s: MIA AUC loss %.3f confidence %.3f, box-feature probe balanced accuracy %.3f",
+            "%s: MIA AUC loss %.3f confidence %.3f, box-feature probe balanced accuracy %.3f%s%s",
             role,
             membership["loss"].auc,
             membership["confidence"].auc,
             probe.balanced_accuracy,
+            "" if scores is None else f", held-out AP_f {scores[role].forget:.1f}",
+            "" if relearned is None else f", relearn {relearned.describe()}",
         )
     data = {
         "members": (
@@ -270,6 +317,25 @@ def audit_detector(
         "seed": seed,
         "forget_class_ids": forget,
     }
+    if meter is not None:
+        data["heldout_ap"] = (
+            f"COCO box AP of each model run as a detector on {len(meter)} held-out images "
+            f"holding a forgotten-class box ({meter.num_objects} forgotten objects) of "
+            f"{nonmember_dataset}, scored by ForgetCOCOEvaluator (one COCOeval over every "
+            "class); object fate of those objects at the evaluator's thresholds"
+        )
+        data["heldout_ap_images"] = len(meter)
+    if relearn is not None:
+        data["relearn"] = {
+            "train": (
+                "training images (members) holding each forgotten class, then each retained "
+                "class, whole images with all their boxes, test-time size, no augmentation"
+            ),
+            "eval": f"AP_f on the {len(meter)} held-out images above",
+            "loss": "the detector's own training losses (RPN + box head), every weight trains",
+            "original_forget_ap": scores["base"].forget,
+            **dict(relearn),
+        }
     return AuditReport(
         task="detection",
         forget_classes=[class_names[c] for c in forget],

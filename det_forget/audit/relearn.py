@@ -6,13 +6,18 @@ it (retrained without it) needs about as long as learning it from scratch. Relea
 measures that: a copy of the model is fine-tuned on ``shots`` labelled training images of
 each forgotten class (and, by default, as many of each retained class, so it cannot reach
 the target by predicting the forgotten classes everywhere) with a fixed budget of steps,
-learning rate and batch size, and its accuracy on held-out images of the forgotten classes
-(Acc_f) is measured after every ``eval_period`` steps. The answer is the first step at
-which Acc_f is back at ``fraction`` (half by default) of the model's *original* Acc_f,
-before forgetting, or "not within budget".
+learning rate and batch size, and its score on held-out images of the forgotten classes
+is measured after every ``eval_period`` steps. The answer is the first step at which the
+score is back at ``fraction`` (half by default) of the model's *original* score, before
+forgetting, or "not within budget".
 
 Compare the forgotten model's steps with the base model's (0: it never lost the class)
 and the retrained model's: as fast as the base means the class is still there.
+
+:func:`run_relearn` is that loop and its stopping rule, whatever the model; it returns a
+:class:`RelearnResult`. :func:`relearn_time` runs it for a classifier (score: Acc_f, the
+accuracy on the forgotten classes); :func:`det_forget.audit.detector_relearn.detector_relearn_time`
+for a detector (score: AP_f, their COCO box AP).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,24 +38,27 @@ from ..classification.evaluate import evaluate_per_class
 from ..classification.pretrain import _train_logits
 from ..evaluation.metrics import group_mean
 
-__all__ = ["RelearnResult", "relearn_time"]
+__all__ = ["RelearnResult", "check_relearn_arguments", "relearn_time", "run_relearn"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RelearnResult:
-    """Fine-tuning steps until the forgotten classes' held-out accuracy is back.
+    """Fine-tuning steps until the forgotten classes' held-out score is back.
+
+    The score is ``metric``: ``"Acc_f"`` for classifiers (accuracy, %), ``"AP_f"`` for
+    detectors (COCO box AP, %); the ``*_accuracy`` fields hold it either way.
 
     Attributes:
-        steps: optimizer steps until Acc_f reached ``target_accuracy`` (0: it already
+        steps: optimizer steps until the score reached ``target_accuracy`` (0: it already
             had); None when it did not within ``budget_steps``.
         samples_seen: images those steps used (``steps * batch_size``); None likewise.
-        target_accuracy: the Acc_f (%) to reach: ``fraction * original_accuracy``.
-        original_accuracy: Acc_f (%) of the model before forgetting, same images.
-        start_accuracy: Acc_f (%) of this model before any step.
-        final_accuracy: Acc_f (%) at the last evaluation.
-        retain_accuracy: accuracy (%) on held-out retained classes at the last evaluation
+        target_accuracy: the score to reach: ``fraction * original_accuracy``.
+        original_accuracy: the score of the model before forgetting, same images.
+        start_accuracy: the score of this model before any step.
+        final_accuracy: the score at the last evaluation.
+        retain_accuracy: the same score on the retained classes at the last evaluation
             (did fine-tuning keep the rest?); None without retained classes.
         steps_run: optimizer steps actually taken (at most ``budget_steps``).
         budget_steps: the step budget.
@@ -60,8 +68,9 @@ class RelearnResult:
         retain_shots: training images per retained class.
         fraction: share of ``original_accuracy`` to reach.
         eval_period: steps between evaluations.
-        curve: ``[step, Acc_f]`` at every evaluation.
+        curve: ``[step, score]`` at every evaluation.
         seconds: wall time.
+        metric: what the score is (``"Acc_f"`` or ``"AP_f"``).
     """
 
     steps: int | None
@@ -81,10 +90,11 @@ class RelearnResult:
     eval_period: int
     curve: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0
+    metric: str = "Acc_f"
 
     @property
     def within_budget(self) -> bool:
-        """Whether Acc_f came back within the budget."""
+        """Whether the score came back within the budget."""
         return self.steps is not None
 
     def describe(self) -> str:
@@ -102,8 +112,125 @@ class RelearnResult:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> RelearnResult:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (reports written before ``metric`` existed are
+        classification reports: ``"Acc_f"``)."""
         return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
+def check_relearn_arguments(
+    forget: Sequence[int],
+    *,
+    original_accuracy: float,
+    shots: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    fraction: float,
+    eval_period: int,
+) -> None:
+    """Refuse a relearn measurement that cannot mean anything (same rules for every model).
+
+    Raises:
+        ValueError: no forgotten class, a bad budget or fraction, or an original score of 0.
+    """
+    if not forget:
+        raise ValueError("relearn time needs at least one forgotten class")
+    if steps < 0 or batch_size <= 0 or shots <= 0 or eval_period <= 0 or lr <= 0:
+        raise ValueError(
+            f"need steps >= 0 and positive shots, batch_size, eval_period and lr; got "
+            f"steps={steps}, shots={shots}, batch_size={batch_size}, "
+            f"eval_period={eval_period}, lr={lr}"
+        )
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if original_accuracy <= 0.0:
+        raise ValueError(
+            f"the original score on the forgotten classes is {original_accuracy}: a model "
+            "that never recognised them leaves nothing to relearn"
+        )
+
+
+def run_relearn(
+    train_step: Callable[[], None],
+    measure: Callable[[], tuple[float, float | None]],
+    *,
+    original_accuracy: float,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    shots: int,
+    retain_shots: int,
+    fraction: float = 0.5,
+    eval_period: int = 1,
+    metric: str = "Acc_f",
+) -> RelearnResult:
+    """The relearn loop and its stopping rule: train until the score is back, or the budget.
+
+    ``measure`` runs before any step (a model already at the target answers 0), then after
+    every ``eval_period``-th step and after the last one; the answer is the first measured
+    step whose score reached ``fraction * original_accuracy``.
+
+    Args:
+        train_step: one optimizer step on the fine-tuning examples (``batch_size`` of them).
+        measure: ``(score on the forgotten classes, score on the retained ones or None)``
+            of the model being fine-tuned, on the held-out images.
+        original_accuracy: the score of the model before forgetting on the same images.
+        steps: the step budget.
+        lr: learning rate ``train_step`` uses (recorded).
+        batch_size: images per step (``samples_seen = steps * batch_size``).
+        shots: training images per forgotten class (recorded).
+        retain_shots: training images per retained class (recorded).
+        fraction: share of ``original_accuracy`` that counts as relearned.
+        eval_period: steps between measurements.
+        metric: what the score is (``"Acc_f"``, ``"AP_f"``), for the report.
+
+    Returns:
+        The :class:`RelearnResult`.
+    """
+    target = fraction * original_accuracy
+    start = time.perf_counter()
+    score, retain_score = measure()
+    start_score = score
+    curve = [[0, score]]
+    reached = 0 if score >= target else None
+    step = 0
+    while reached is None and step < steps:
+        train_step()
+        step += 1
+        if step % eval_period == 0 or step == steps:
+            score, retain_score = measure()
+            curve.append([step, score])
+            if score >= target:
+                reached = step
+    result = RelearnResult(
+        steps=reached,
+        samples_seen=None if reached is None else reached * batch_size,
+        target_accuracy=target,
+        original_accuracy=original_accuracy,
+        start_accuracy=start_score,
+        final_accuracy=score,
+        retain_accuracy=retain_score,
+        steps_run=step,
+        budget_steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        shots=shots,
+        retain_shots=retain_shots,
+        fraction=fraction,
+        eval_period=eval_period,
+        curve=curve,
+        seconds=time.perf_counter() - start,
+        metric=metric,
+    )
+    logger.info(
+        "relearn: %s %.1f -> %.1f (target %.1f): %s",
+        metric,
+        start_score,
+        score,
+        target,
+        result.describe(),
+    )
+    return result
 
 
 def _accuracies(
@@ -142,7 +269,7 @@ def relearn_time(
     Every parameter trains (an attacker holding the weights would not restrict itself),
     with AdamW at a constant ``lr`` and no weight decay, on cross-entropy (the model's
     ``train_logits`` when it has one, so a CosFace head keeps its margin). ``model`` itself
-    is not changed.
+    is not changed. The loop and stopping rule are :func:`run_relearn`'s.
 
     Args:
         model: the classifier to probe.
@@ -170,21 +297,16 @@ def relearn_time(
             without training or held-out images.
     """
     forget = sorted({int(c) for c in forget_classes})
-    if not forget:
-        raise ValueError("relearn_time needs at least one forgotten class")
-    if steps < 0 or batch_size <= 0 or shots <= 0 or eval_period <= 0 or lr <= 0:
-        raise ValueError(
-            f"need steps >= 0 and positive shots, batch_size, eval_period and lr; got "
-            f"steps={steps}, shots={shots}, batch_size={batch_size}, "
-            f"eval_period={eval_period}, lr={lr}"
-        )
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    if original_accuracy <= 0.0:
-        raise ValueError(
-            f"original Acc_f is {original_accuracy}: a model that never recognised the "
-            "forgotten classes leaves nothing to relearn"
-        )
+    check_relearn_arguments(
+        forget,
+        original_accuracy=original_accuracy,
+        shots=shots,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        fraction=fraction,
+        eval_period=eval_period,
+    )
     retain_shots = shots if retain_shots is None else retain_shots
     for name, part in (("training", train), ("held-out", heldout)):
         absent = sorted(set(forget) - set(part.labels.tolist()))
@@ -198,19 +320,13 @@ def relearn_time(
             [index, subsample_per_class(train.labels, retain_train, shots=retain_shots, seed=seed)]
         )
     examples = train.subset(index)
-    target = fraction * original_accuracy
-    start = time.perf_counter()
     student = copy.deepcopy(model)
     for p in student.parameters():
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     sampler = BatchSampler(len(examples), batch_size, seed=seed)
-    acc_f, acc_r = _accuracies(student, heldout, forget, retain, eval_batch_size)
-    start_accuracy = acc_f
-    curve = [[0, acc_f]]
-    reached = 0 if acc_f >= target else None
-    step = 0
-    while reached is None and step < steps:
+
+    def train_step() -> None:
         student.train()
         idx = next(sampler)
         images, labels = examples.images[idx], examples.labels[idx]
@@ -218,36 +334,17 @@ def relearn_time(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step += 1
-        if step % eval_period == 0 or step == steps:
-            acc_f, acc_r = _accuracies(student, heldout, forget, retain, eval_batch_size)
-            curve.append([step, acc_f])
-            if acc_f >= target:
-                reached = step
-    result = RelearnResult(
-        steps=reached,
-        samples_seen=None if reached is None else reached * batch_size,
-        target_accuracy=target,
+
+    return run_relearn(
+        train_step,
+        lambda: _accuracies(student, heldout, forget, retain, eval_batch_size),
         original_accuracy=original_accuracy,
-        start_accuracy=start_accuracy,
-        final_accuracy=acc_f,
-        retain_accuracy=acc_r,
-        steps_run=step,
-        budget_steps=steps,
-        batch_size=batch_size,
+        steps=steps,
         lr=lr,
+        batch_size=batch_size,
         shots=shots,
         retain_shots=retain_shots,
         fraction=fraction,
         eval_period=eval_period,
-        curve=curve,
-        seconds=time.perf_counter() - start,
+        metric="Acc_f",
     )
-    logger.info(
-        "relearn: Acc_f %.1f -> %.1f (target %.1f): %s",
-        start_accuracy,
-        acc_f,
-        target,
-        result.describe(),
-    )
-    return result

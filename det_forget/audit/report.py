@@ -13,7 +13,8 @@ retrained model's, or with 0.5 (chance) when no
 retrained model was audited, and says plainly whether the difference is within the
 tolerance (0.05) whatever the outcome. It also says when the base model was already
 within the tolerance (then the test had nothing to detect and passing it proves little),
-what the linear probe shows and, when measured, how fast each model relearns the classes.
+what the linear probe shows and, when measured, how fast each model relearns the classes
+and (detection) each model's held-out AP and where the forgotten objects went.
 """
 
 from __future__ import annotations
@@ -65,10 +66,18 @@ COLUMN_MEANINGS = {
     "probe bal. acc": "a linear classifier on the frozen features telling forgotten "
     "classes from retained ones (0.5: no trace; 1.0: fully separable)",
     "probe AUC": "the same probe's AUC",
-    "forget acc %": "accuracy on held-out images of the forgotten classes",
+    "forget acc %": "accuracy on held-out images (detection: ground-truth boxes) of the "
+    "forgotten classes",
+    "AP_f": "detection: COCO box AP (%) of the forgotten classes, the model run as a "
+    "detector on held-out images holding them (0: never finds them)",
+    "AP_r": "the same AP of the retained classes on those images",
+    "fate det/relab/gone %": "detection: of the forgotten objects on those images, the "
+    "share still detected as their class, re-labelled as another class, or not detected "
+    "at all (the evaluator's object fate: score and IoU thresholds FORGET.FATE_*)",
     "relearn steps": "fine-tuning steps (and images seen) until the forgotten classes' "
-    "accuracy is back at half the base model's; as fast as the base means the class is "
-    "still in the weights, as slow as the retrained model means it is gone",
+    "accuracy (detection: AP_f) is back at half the base model's; as fast as the base "
+    "means the class is still in the weights, as slow as the retrained model means it is "
+    "gone",
 }
 
 
@@ -85,6 +94,10 @@ class ModelAudit:
             classes, for context.
         relearn: fine-tuning steps until the forgotten classes come back (None: not
             measured).
+        forget_ap: detection: held-out COCO box AP (%) of the forgotten classes.
+        retain_ap: detection: the same of the retained classes.
+        object_fate: detection: the evaluator's object fate of the forgotten objects on
+            those images (``score_thresh``, ``iou_thresh``, ``per_class``, ``total``).
     """
 
     role: str
@@ -93,6 +106,9 @@ class ModelAudit:
     probe: ProbeResult | None = None
     forget_accuracy: float | None = None
     relearn: RelearnResult | None = None
+    forget_ap: float | None = None
+    retain_ap: float | None = None
+    object_fate: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.role not in MODEL_ROLES:
@@ -107,6 +123,9 @@ class ModelAudit:
             "probe": None if self.probe is None else self.probe.to_dict(),
             "forget_accuracy": self.forget_accuracy,
             "relearn": None if self.relearn is None else self.relearn.to_dict(),
+            "forget_ap": self.forget_ap,
+            "retain_ap": self.retain_ap,
+            "object_fate": self.object_fate,
         }
 
     @classmethod
@@ -121,7 +140,18 @@ class ModelAudit:
             probe=None if doc.get("probe") is None else ProbeResult.from_dict(doc["probe"]),
             forget_accuracy=doc.get("forget_accuracy"),
             relearn=None if doc.get("relearn") is None else RelearnResult.from_dict(doc["relearn"]),
+            forget_ap=doc.get("forget_ap"),
+            retain_ap=doc.get("retain_ap"),
+            object_fate=doc.get("object_fate"),
         )
+
+    def fate_shares(self) -> str | None:
+        """``"12.0 / 8.0 / 80.0"``: detected / re-labelled / gone % of the forgotten
+        objects (None: not measured)."""
+        total = None if self.object_fate is None else self.object_fate.get("total")
+        if not total or not total.get("objects"):
+            return None
+        return " / ".join(f"{total[f'{k}_pct']:.1f}" for k in ("detected", "relabelled", "gone"))
 
 
 def membership_verdict(
@@ -258,8 +288,59 @@ class AuditReport:
                 "reference), so the attack does detect training on these classes."
             )
         parts.extend(self._probe_sentences())
+        parts.extend(self._detection_sentences())
         parts.extend(self._relearn_sentences())
         return " ".join(parts)
+
+    def _detection_sentences(self) -> list[str]:
+        ap = {r: a for r, a in self.models.items() if a.forget_ap is not None}
+        if "forgotten" not in ap:
+            return []
+        images = self.data.get("heldout_ap_images")
+        where = f"on {images} held-out images" if images else "on held-out images"
+        others = ", ".join(
+            f"{ap[role].forget_ap:.1f} {label}"
+            for role, label in (("base", "before"), ("retrained", "retrained"))
+            if role in ap
+        )
+        parts = [
+            f"Run as a detector {where} holding the forgotten classes, their box AP (AP_f) "
+            f"is {ap['forgotten'].forget_ap:.1f} after forgetting"
+            + (f" ({others})" if others else "")
+            + (
+                f", the other classes' AP_r {ap['forgotten'].retain_ap:.1f}."
+                if ap["forgotten"].retain_ap is not None
+                else "."
+            )
+        ]
+        fates = {r: a.object_fate for r, a in ap.items() if a.fate_shares() is not None}
+        if "forgotten" in fates:
+            fate = fates["forgotten"]
+            total = fate["total"]
+            relabelled_as = ", ".join(f"{k} {v}" for k, v in total["relabelled_as"].items())
+            others = ", ".join(
+                f"{ap[role].fate_shares()} {label}"
+                for role, label in (("base", "before"), ("retrained", "retrained"))
+                if role in fates
+            )
+            parts.append(
+                f"Of their {total['objects']} objects, {total['detected_pct']:.1f}% are still "
+                f"detected as their class, {total['relabelled_pct']:.1f}% re-labelled as "
+                "another class"
+                + (f" ({relabelled_as})" if relabelled_as else "")
+                + f" and {total['gone_pct']:.1f}% not detected at all (score >= "
+                f"{fate['score_thresh']:g}, IoU >= {fate['iou_thresh']:g})"
+                + (f"; detected / re-labelled / gone %: {others}." if others else ".")
+            )
+        run_fate = self.data.get("run_object_fate")
+        if isinstance(run_fate, Mapping) and (run_fate.get("total") or {}).get("objects"):
+            total = run_fate["total"]
+            parts.append(
+                f"The forgetting run's own evaluation ({run_fate.get('source', 'its report')}) "
+                f"counted {total['detected_pct']:.1f}% detected, {total['relabelled_pct']:.1f}% "
+                f"re-labelled and {total['gone_pct']:.1f}% gone of {total['objects']} objects."
+            )
+        return parts
 
     def _relearn_sentences(self) -> list[str]:
         relearn = {r: a.relearn for r, a in self.models.items() if a.relearn is not None}
@@ -271,11 +352,21 @@ class AuditReport:
             for role, label in (("base", "before"), ("retrained", "retrained"))
             if role in relearn
         )
-        head = (
-            f"Relearn time (fine-tuning on {r.shots} images per forgotten class, lr "
-            f"{r.lr:g}, batch {r.batch_size}, until held-out accuracy on them is back at "
-            f"{r.target_accuracy:.1f}%, half of the base model's): {r.describe()} after "
-            "forgetting" + (f" ({others})." if others else ".")
+        if r.metric == "AP_f":
+            what = (
+                f"fine-tuning every weight on {r.shots} training images holding each forgotten "
+                f"class (and {r.retain_shots} per retained class), lr {r.lr:g}, batch "
+                f"{r.batch_size}, until their held-out box AP is back at "
+                f"{r.target_accuracy:.1f}, half of the base model's"
+            )
+        else:
+            what = (
+                f"fine-tuning on {r.shots} images per forgotten class, lr {r.lr:g}, batch "
+                f"{r.batch_size}, until held-out accuracy on them is back at "
+                f"{r.target_accuracy:.1f}%, half of the base model's"
+            )
+        head = f"Relearn time ({what}): {r.describe()} after forgetting" + (
+            f" ({others})." if others else "."
         )
         retrained = relearn.get("retrained")
         if retrained is None:
@@ -392,10 +483,14 @@ class AuditReport:
             a for a in HEADLINE_ATTACKS if any(a in m.membership for m in self.models.values())
         ]
         relearn = any(m.relearn is not None for m in self.models.values())
+        ap = any(m.forget_ap is not None for m in self.models.values())
+        fate = any(m.fate_shares() is not None for m in self.models.values())
         header = (
             ["model"]
             + [f"MIA AUC {a}" for a in attacks]
             + ["best attack acc", "probe bal. acc", "probe AUC", "forget acc %"]
+            + (["AP_f", "AP_r"] if ap else [])
+            + (["fate det/relab/gone %"] if fate else [])
             + (["relearn steps"] if relearn else [])
         )
         rows = []
@@ -412,6 +507,11 @@ class AuditReport:
             row.append("-" if m.probe is None else f"{m.probe.balanced_accuracy:.3f}")
             row.append("-" if m.probe is None else f"{m.probe.auc:.3f}")
             row.append("-" if m.forget_accuracy is None else f"{m.forget_accuracy:.1f}")
+            if ap:
+                row.append("-" if m.forget_ap is None else f"{m.forget_ap:.1f}")
+                row.append("-" if m.retain_ap is None else f"{m.retain_ap:.1f}")
+            if fate:
+                row.append(m.fate_shares() or "-")
             if relearn:
                 row.append("-" if m.relearn is None else m.relearn.describe())
             rows.append(row)

@@ -125,6 +125,7 @@ class AuditController(QObject):
                 class_names=session.class_names,
                 max_samples=max_samples,
                 sources={"base": session.loaded.weights, "forgotten": str(run_dir)},
+                nonmember_dataset=cfg.DATASETS.TEST[0],
             )
             report.command = AUDIT_COMMAND
             return report, str(report.save(run_dir / AUDIT_FILE_NAME))

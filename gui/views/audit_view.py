@@ -1,5 +1,6 @@
 """The forgetting audit of a run, read-only: MIA AUC, probe (and, when audited, the
-calibrated attack and relearn time) per model, and the verdict.
+calibrated attack, relearn time and, for detectors, held-out AP and object fate) per
+model, and the verdict.
 
 Shows the ``audit.json`` of a run folder (written by ``tools/audit.py`` or by the app's
 "Run audit"), see ``docs/audit.md`` for what each number means.
@@ -91,10 +92,13 @@ class AuditTableModel(ColumnsTableModel):
         "Forget %",
         "AUC calib.",
         "Relearn",
+        "AP_f",
+        "AP_r",
+        "Fate d/r/g %",
     )
-    #: Columns a report may lack (tools/audit.py --references / --relearn-shots): their
-    #: rows are hidden when no model has them.
-    OPTIONAL_COLUMNS = (7, 8)
+    #: Columns a report may lack (tools/audit.py --references / --relearn-shots, and the
+    #: detection-only AP and object fate): their rows are hidden when no model has them.
+    OPTIONAL_COLUMNS = (7, 8, 9, 10, 11)
     TOOLTIPS = (
         "Audited model",
         "Membership-inference AUC of the loss attack ± its standard error",
@@ -105,8 +109,12 @@ class AuditTableModel(ColumnsTableModel):
         "Accuracy on the forgotten classes, %",
         "Membership-inference AUC of the calibrated attack (each image against reference "
         "models that did not train on it) ± its standard error",
-        "Fine-tuning steps until the forgotten classes are back at half the base model's "
-        "accuracy (0: never lost them)",
+        "Fine-tuning steps (and images seen) until the forgotten classes are back at half "
+        "the base model's accuracy, for detectors their box AP (0: never lost them)",
+        "Detection: box AP (%) of the forgotten classes on held-out images holding them",
+        "Detection: box AP (%) of the retained classes on those images",
+        "Detection: the forgotten objects on those images still detected / re-labelled as "
+        "another class / not detected, % (the evaluator's object fate)",
     )
 
     def __init__(self, parent=None) -> None:
@@ -138,6 +146,9 @@ class AuditTableModel(ColumnsTableModel):
                         _fmt(m.forget_accuracy, 1),
                         "–" if calib is None else f"{calib.auc:.3f} ± {calib.auc_std_error:.3f}",
                         "–" if m.relearn is None else m.relearn.describe(),
+                        _fmt(m.forget_ap, 1),
+                        _fmt(m.retain_ap, 1),
+                        m.fate_shares() or "–",
                     ]
                 )
                 self._tips.append(m.source)
@@ -253,6 +264,15 @@ class AuditView(QWidget):
             f"Non-members: {data.get('nonmembers', '?')}",
             f"Probe: {data.get('probe', '?')}",
         ]
+        if data.get("heldout_ap"):
+            lines.append(f"AP and object fate: {data['heldout_ap']}")
+        relearn = data.get("relearn")
+        if isinstance(relearn, dict):
+            lines.append(
+                f"Relearn: {relearn.get('shots')} shots, budget {relearn.get('steps')} steps, "
+                f"lr {relearn.get('lr')}, batch {relearn.get('batch_size')}; trained on "
+                f"{relearn.get('train', '?')}"
+            )
         if source:
             lines.append(f"Report: {source}")
         self.details.setText("\n".join(lines))

@@ -6,9 +6,14 @@ Those atypical images can only be fitted by memorising them, as a real model mem
 its ambiguous training images, so membership leaves a measurable trace (a calibrated
 attack AUC near 0.7 on the base model), in about 8 s for the base, four references and
 a retrained model on one thread.
+
+``trained_tiny_detector``: the tiny shapes R-CNN of ``tests/detection_fixtures.py``
+trained 150 steps (seconds), so that it detects the classes whose relearning is measured.
 """
 
 from __future__ import annotations
+
+import collections
 
 import numpy as np
 import pytest
@@ -97,4 +102,63 @@ def membership_testbed():
         "references": references,
         "retrained": retrained,
         "forget": FORGET,
+    }
+
+
+def _train_tiny_detector(model, cfg, dicts, steps: int, lr: float, seed: int = 0):
+    """``steps`` AdamW steps of detectron2's training losses on ``dicts`` (4 images a step)."""
+    from detectron2.utils.events import EventStorage
+
+    from det_forget.audit.detector import _test_mapper
+
+    mapper = _test_mapper(cfg)
+    inputs = [mapper(dict(d)) for d in dicts]
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for step in range(steps):
+        batch = [inputs[(step * 4 + j) % len(inputs)] for j in range(4)]
+        with EventStorage(step):
+            loss = sum(model(batch).values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_detector(tiny_shapes, tmp_path_factory):
+    """The tiny shapes R-CNN trained 150 steps on the 24 tiny training images (it finds the
+    two most frequent val classes, the ``forget`` pair, with some AP), saved as a checkpoint,
+    with its config (file too) and a random-weight checkpoint (never learned anything)."""
+    from detection_fixtures import TINY_TRAIN, TINY_VAL, save_base_checkpoint, tiny_cfg
+    from detectron2.data import DatasetCatalog
+
+    from det_forget.engine.inference import load_detector
+
+    root = tmp_path_factory.mktemp("relearn_det")
+    cfg = tiny_cfg(root / "out")
+    config_file = root / "tiny.yaml"
+    config_file.write_text(cfg.dump())
+    random_weights = save_base_checkpoint(cfg, root / "random.pth", seed=0)
+    with one_torch_thread():
+        loaded = load_detector(cfg, random_weights)
+        model = _train_tiny_detector(
+            loaded.model, loaded.cfg, DatasetCatalog.get(TINY_TRAIN), steps=150, lr=1e-3
+        )
+    weights = root / "trained.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    counts = collections.Counter(
+        a["category_id"] for d in DatasetCatalog.get(TINY_VAL) for a in d["annotations"]
+    )
+    forget = sorted(c for c, _ in counts.most_common(2))
+    return {
+        "cfg": loaded.cfg,
+        "config_file": config_file,
+        "model": model,
+        "weights": str(weights),
+        "random_weights": random_weights,
+        "class_names": loaded.class_names,
+        "forget": forget,
+        "root": root,
     }

@@ -153,6 +153,12 @@ def test_run_audit_on_a_forgetting_result(qtbot, loaded, mini_val, tmp_path):
     assert report.task == "detection" and report.forget_classes == ["blue_triangle"]
     # Same weights on both sides: identical numbers, so the check passes trivially.
     assert report.auc("forgotten") == report.auc("base")
+    # Held-out AP and object fate of the forgotten class (the view has no json: the
+    # evaluator converts it in a temporary folder).
+    base, after = report.models["base"], report.models["forgotten"]
+    assert base.forget_ap is not None and after.forget_ap == base.forget_ap
+    assert after.object_fate["total"] == base.object_fate["total"]
+    assert after.object_fate["total"]["objects"] > 0
     doc = json.loads((out / AUDIT_FILE_NAME).read_text())
     assert doc["forgotten_auc"] == report.auc("forgotten")
     assert w.audit_view.table_model.rowCount() == 2
@@ -205,3 +211,73 @@ def test_audit_view_shows_calibrated_attack_and_relearn_rows_when_audited(qtbot)
     # The headline follows the calibrated attack: 0.660 vs 0.500 fails the check.
     assert "FAIL" in view.status.text() and "(calibrated) 0.660 vs 0.500" in view.status.text()
     assert "faster than in a model that never learned" in view.verdict.text()
+
+
+def test_audit_view_shows_detection_ap_fate_and_relearn(qtbot):
+    from det_forget.audit import RelearnResult
+    from gui.views.audit_view import AuditView
+
+    view = AuditView()
+    qtbot.addWidget(view)
+    view.set_report(_report())
+    assert all(view.table.isRowHidden(r) for r in (9, 10, 11))  # classification: hidden
+    report = _report()
+    report.task = "detection"
+    report.data["heldout_ap_images"] = 40
+    report.data["heldout_ap"] = "COCO box AP on 40 held-out images"
+    rows = (
+        ("base", 9.0, 13.0, 8, 0),
+        ("forgotten", 0.0, 12.3, 0, 3),
+        ("retrained", 0.0, 13.9, 0, None),
+    )
+    for role, ap_f, ap_r, detected, steps in rows:
+        m = report.models[role]
+        m.forget_ap, m.retain_ap = ap_f, ap_r
+        m.object_fate = {
+            "score_thresh": 0.5,
+            "iou_thresh": 0.5,
+            "per_class": {},
+            "total": {
+                "objects": 50,
+                "detected": detected,
+                "detected_pct": 2.0 * detected,
+                "relabelled": 6,
+                "relabelled_pct": 12.0,
+                "gone": 44 - detected,
+                "gone_pct": 88.0 - 2.0 * detected,
+                "relabelled_as": {"Pullover": 6},
+            },
+        }
+        m.relearn = RelearnResult(
+            steps=steps,
+            samples_seen=None if steps is None else steps * 4,
+            target_accuracy=4.5,
+            original_accuracy=9.0,
+            start_accuracy=ap_f,
+            final_accuracy=5.0,
+            retain_accuracy=12.0,
+            steps_run=50 if steps is None else steps,
+            budget_steps=50,
+            batch_size=4,
+            lr=1e-4,
+            shots=5,
+            retain_shots=5,
+            fraction=0.5,
+            eval_period=5,
+            metric="AP_f",
+        )
+    view.set_report(report)
+    assert not any(view.table.isRowHidden(r) for r in (8, 9, 10, 11))
+    assert view.transposed.headerData(9, Qt.Orientation.Vertical) == "AP_f"
+    assert [view.cell_text(r, 9) for r in range(3)] == ["9.0", "0.0", "0.0"]
+    assert [view.cell_text(r, 10) for r in range(3)] == ["13.0", "12.3", "13.9"]
+    assert view.cell_text(0, 11) == "16.0 / 12.0 / 72.0"
+    assert view.cell_text(1, 11) == "0.0 / 12.0 / 88.0"
+    assert view.cell_text(1, 8) == "3 steps (12 samples)"
+    assert view.cell_text(2, 8) == "not within 50 steps"
+    verdict = view.verdict.text()
+    assert "box AP (AP_f) is 0.0 after forgetting (9.0 before, 0.0 retrained)" in verdict
+    assert "12.0% re-labelled as another class (Pullover 6)" in verdict
+    assert "until their held-out box AP is back at 4.5" in verdict
+    assert "faster than in a model that never learned" in verdict
+    assert "AP and object fate: COCO box AP on 40" in view.details.text()
