@@ -120,6 +120,14 @@ class HeldoutForgetAP:
                 output_dir=None if self._tmp is None else self._tmp.name,
                 **self._fate,
             )
+        if self._tmp is not None:
+            # The evaluator pointed the dataset's metadata at its json in the temporary
+            # folder; that folder goes with this object, so leave the catalog as it was
+            # (else every later evaluator of this dataset in the process, such as the
+            # app's next forgetting job, opens a deleted file).
+            meta = MetadataCatalog.get(dataset_name)
+            if hasattr(meta, "json_file"):
+                delattr(meta, "json_file")
         self.class_names = self.evaluator.class_names
         self.retain = [c for c in range(len(self.class_names)) if c not in self.forget]
         self.evaluator.set_groups(ClassGroups(forget=tuple(self.forget), retain=tuple(self.retain)))

@@ -198,3 +198,29 @@ def test_cli_detection_relearn_and_object_fate(relearn_det, tmp_path, capsys):
     report = AuditReport.from_dict(doc)
     assert report.models["forgotten"].object_fate == models["forgotten"]["object_fate"]
     assert report.models["base"].relearn.metric == "AP_f" and report.verdict == verdict
+
+
+def test_heldout_scorer_leaves_the_dataset_catalog_as_it_was(trained_tiny_detector):
+    """Its temporary COCO json must not stay in the dataset's metadata: a later evaluator
+    of the same dataset in the process (the app's next job) would open a deleted file."""
+    import gc
+
+    from detection_fixtures import TINY_VAL
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    t = trained_tiny_detector
+    # A registered view without a COCO json (as the app's validation subsets are).
+    name = "audit_test_val_view"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: DatasetCatalog.get(TINY_VAL))
+        MetadataCatalog.get(name).set(thing_classes=MetadataCatalog.get(TINY_VAL).thing_classes)
+    meta = MetadataCatalog.get(name)
+    assert meta.get("json_file", None) is None
+    heldout = HeldoutForgetAP(
+        t["cfg"], name, select_images(DatasetCatalog.get(name), t["forget"], 0), t["forget"]
+    )
+    with one_torch_thread():
+        assert heldout(t["model"]).forget > 0.0  # still scores with its own json
+    del heldout
+    gc.collect()
+    assert meta.get("json_file", None) is None
