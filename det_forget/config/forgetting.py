@@ -189,6 +189,10 @@ def add_forget_node(cfg: CN) -> None:
     # True bounds each forget class's mean CE separately, so a class already forgotten
     # cannot hide one that is not; False bounds the batch mean (the reference).
     cfg.FORGET.LOSS.PER_CLASS = True
+    # True moves the bound inside the mean: ReLU(BND - CE_i) for every forget object (box,
+    # image), then the mean (per class when PER_CLASS). Under a mean bound, objects far past
+    # it hide the few the model still recognises; here each one is pushed to the bound.
+    cfg.FORGET.LOSS.PER_OBJECT = False
     # DETR's forget loss: "matched" (det_forget's: -log p(class) of the queries matched to
     # forget boxes on every decoder layer, bounded per class by default, + their L1/GIoU)
     # or "reference" (GS-LoRA's released detector code: the criterion's classification

@@ -62,13 +62,18 @@ def bounded_forget_loss(
     bound: float,
     weight: float = 1.0,
     per_class: bool = True,
+    per_object: bool = False,
 ) -> torch.Tensor:
     """GS-LoRA's bounded forgetting loss: maximise the forget loss up to ``bound``.
 
     * per class (default): ``mean_c ReLU(bound - weight * mean_{i: y_i = c} L_i)`` over the
       forget classes present, so a class that is already forgotten cannot hide one
       that is not;
-    * batch mean (the reference): ``ReLU(bound - weight * mean_i L_i)``.
+    * batch mean (the reference): ``ReLU(bound - weight * mean_i L_i)``;
+    * ``per_object``: the bound moves inside the mean, ``ReLU(bound - weight * L_i)`` for
+      every sample, averaged per class (``per_class``) or over the batch; objects already
+      past the bound cannot hide one that is not (a mean CE of 12 can hide a box the
+      model still gives probability 0.5).
 
     Past the bound the term is zero and so is its gradient.
 
@@ -78,12 +83,20 @@ def bounded_forget_loss(
         bound: BND; the loss is 0 once ``weight * CE`` exceeds it.
         weight: factor on the loss inside the ReLU (the DETR reference uses 2).
         per_class: per-class bounding (default) or batch mean.
+        per_object: bound every sample's loss, then average (see above).
 
     Returns:
         A scalar; zero (with a graph) when there are no samples.
     """
     if per_sample_loss.numel() == 0:
         return per_sample_loss.sum()
+    if per_object:
+        bounded = F.relu(bound - weight * per_sample_loss)
+        if not per_class:
+            return bounded.mean()
+        if labels is None:
+            raise ValueError("bounded_forget_loss(per_class=True) needs labels")
+        return per_class_mean(bounded, labels)[1].mean()
     if not per_class:
         return F.relu(bound - weight * per_sample_loss.mean())
     if labels is None:

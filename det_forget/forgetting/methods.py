@@ -160,7 +160,8 @@ METHODS: dict[str, ForgetMethod] = {
             "ffn",
             "LoRA on the FFNs, group-lasso per block, bounded forget loss + retain loss",
             "GS-LoRA (Zhao et al., CVPR 2024): its losses, adapter place, scaling 1/8 and "
-            "kaiming A; det_forget bounds per class by default (FORGET.LOSS.PER_CLASS)",
+            "kaiming A; det_forget bounds per class by default (FORGET.LOSS.PER_CLASS), "
+            "and per object where a config sets FORGET.LOSS.PER_OBJECT",
         ),
         ForgetMethod(
             "gs_lora_pp",

@@ -36,6 +36,7 @@ class ForgettingObjective:
             task its own); when not empty, :meth:`use_task` sets ``forget_weight`` from it.
         ce_weight: factor on the forget loss inside ``ReLU(BND - w * L)``.
         per_class: per-class bounding (default) instead of the batch mean.
+        per_object: bound every object's loss before averaging (``FORGET.LOSS.PER_OBJECT``).
         retain_weight: weight of the retain loss.
         sparsity: group-lasso weight schedule; ``groups`` are the adapter groups.
         groups: from :func:`~det_forget.forgetting.groups.build_groups`.
@@ -54,6 +55,7 @@ class ForgettingObjective:
     forget_weights: tuple[float, ...] = ()
     ce_weight: float = 1.0
     per_class: bool = True
+    per_object: bool = False
     retain_weight: float = 1.0
     sparsity: SparsityWarmup | None = None
     groups: list[ParamGroup] | None = None
@@ -128,6 +130,7 @@ class ForgettingObjective:
             forget_weights=tuple(f.LOSS.FORGET_WEIGHTS),
             ce_weight=f.LOSS.CE_WEIGHT,
             per_class=f.LOSS.PER_CLASS,
+            per_object=f.LOSS.PER_OBJECT,
             retain_weight=f.LOSS.RETAIN_WEIGHT,
             sparsity=sparsity,
             groups=groups,
@@ -209,6 +212,7 @@ class ForgettingObjective:
                     bound=self.bound,
                     weight=self.ce_weight,
                     per_class=self.per_class,
+                    per_object=self.per_object,
                 )
             elif name == "loss_forget_reciprocal":
                 terms[name] = reciprocal_forget_loss(

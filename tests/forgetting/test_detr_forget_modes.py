@@ -93,6 +93,8 @@ def test_reference_mode_bounds_the_criterion_classification_loss_of_all_queries(
 def test_reference_mode_refuses_per_class_bounding_and_unbounded_methods(tmp_path, tiny_shapes):
     with pytest.raises(ConfigValueError, match="PER_CLASS False"):
         _model(tmp_path, **{**REFERENCE, "FORGET.LOSS.PER_CLASS": True})
+    with pytest.raises(ConfigValueError, match="PER_OBJECT False"):
+        _model(tmp_path / "o", **{**REFERENCE, "FORGET.LOSS.PER_OBJECT": True})
     with pytest.raises(ConfigValueError, match="no bounded forget term"):
         _model(tmp_path / "n", **{**REFERENCE, "FORGET.METHOD": "neg_grad"})
     with pytest.raises(ConfigValueError, match="DETR_FORGET must be one of"):

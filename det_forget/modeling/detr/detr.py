@@ -56,7 +56,7 @@ def _forget_loss_mode(cfg) -> str:
     """``FORGET.LOSS.DETR_FORGET``, checked against the method and the bounding.
 
     The ``reference`` mode is GS-LoRA's bounded loss on the batch mean, so it needs a
-    method with the bounded forget term and ``FORGET.LOSS.PER_CLASS`` False.
+    method with the bounded forget term and ``FORGET.LOSS.PER_CLASS`` and ``PER_OBJECT`` False.
     """
     if "FORGET" not in cfg:
         return "matched"
@@ -74,6 +74,11 @@ def _forget_loss_mode(cfg) -> str:
             raise ConfigValueError(
                 "FORGET.LOSS.DETR_FORGET 'reference' bounds the batch's classification loss "
                 "as GS-LoRA's code does; set FORGET.LOSS.PER_CLASS False"
+            )
+        if cfg.FORGET.LOSS.PER_OBJECT:
+            raise ConfigValueError(
+                "FORGET.LOSS.DETR_FORGET 'reference' bounds the batch's classification loss "
+                "(one value, no objects); set FORGET.LOSS.PER_OBJECT False"
             )
     return mode
 
