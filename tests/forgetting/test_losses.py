@@ -44,6 +44,35 @@ def test_per_class_differs_from_batch_mean_when_one_class_dominates():
     assert per_class.item() == pytest.approx((0.0 + 9.0) / 2)
 
 
+def test_per_object_bound_sees_the_object_a_class_mean_hides():
+    # One class: two boxes far past the bound (CE 20), one the model still recognises
+    # (CE 0.5, p = 0.61). The class mean 13.5 is past the bound 5, so the per-class term is
+    # 0; the per-object term pushes the third box: mean(0, 0, 4.5) = 1.5.
+    ce = torch.tensor([20.0, 20.0, 0.5], requires_grad=True)
+    labels = torch.tensor([3, 3, 3])
+    assert bounded_forget_loss(ce, labels, bound=5.0).item() == 0.0
+    loss = bounded_forget_loss(ce, labels, bound=5.0, per_object=True)
+    assert loss.item() == pytest.approx(1.5)
+    loss.backward()
+    assert ce.grad.tolist() == pytest.approx([0.0, 0.0, -1 / 3])
+
+
+def test_per_object_averages_per_class_or_over_the_batch():
+    # Class 0: 3 boxes at CE 1 (each 4 below the bound 5); class 1: 1 box at CE 3 (2 below).
+    ce = torch.tensor([1.0, 1.0, 1.0, 3.0])
+    labels = torch.tensor([0, 0, 0, 1])
+    per_class = bounded_forget_loss(ce, labels, bound=5.0, per_object=True)
+    batch = bounded_forget_loss(ce, labels, bound=5.0, per_class=False, per_object=True)
+    assert per_class.item() == pytest.approx((4.0 + 2.0) / 2)
+    assert batch.item() == pytest.approx((4.0 * 3 + 2.0) / 4)
+    # weight acts inside the ReLU of every object
+    assert bounded_forget_loss(ce, labels, bound=5.0, weight=2.0, per_object=True).item() == (
+        pytest.approx((3.0 + 0.0) / 2)
+    )
+    with pytest.raises(ValueError, match="needs labels"):
+        bounded_forget_loss(ce, bound=5.0, per_object=True)
+
+
 def test_bounded_loss_has_zero_gradient_past_the_bound():
     ce = torch.tensor([7.0, 8.0], requires_grad=True)
     bounded_forget_loss(ce, torch.tensor([0, 1]), bound=5.0).backward()
@@ -99,3 +128,34 @@ def test_random_label_loss_is_ce_to_drawn_labels():
     assert random_label_loss(logits, labels, generator=g2).item() == pytest.approx(
         F.cross_entropy(logits, target).item()
     )
+
+
+def test_demo_config_bounds_every_forget_box():
+    """configs/coco_forget.yaml bounds per object at BND 3 = -ln(0.05): a box the model
+    still scores 0.5 is pushed even when the class's other boxes are far past the bound;
+    the per-class mean bound of the same numbers leaves it alone."""
+    from pathlib import Path
+
+    from vit_fixtures import tiny_timm_vit
+
+    from det_forget.engine.inference import build_config
+    from det_forget.forgetting import ForgettingObjective
+    from det_forget.lora import LoraConfig, inject_lora
+
+    cfg = build_config(Path(__file__).parents[2] / "configs" / "coco_forget.yaml")
+    assert cfg.FORGET.LOSS.PER_OBJECT and cfg.FORGET.LOSS.BOUND == pytest.approx(
+        -math.log(0.05), abs=0.01
+    )
+    model = tiny_timm_vit()
+    inject_lora(model, LoraConfig(rank=2))
+    objective = ForgettingObjective.from_config(cfg, model)
+    ce = torch.tensor([20.0, 20.0, -math.log(0.5)])
+    kwargs = dict(
+        step=0, model=model, forget_labels=torch.tensor([1, 1, 1]), retain_loss=torch.tensor(0.1)
+    )
+    beta = cfg.FORGET.LOSS.FORGET_WEIGHT
+    terms = objective(forget_loss=ce, **kwargs)
+    expected = beta * (cfg.FORGET.LOSS.BOUND - math.log(2)) / 3
+    assert terms["loss_forget_bounded"].item() == pytest.approx(expected, rel=1e-5)
+    objective.per_object = False
+    assert objective(forget_loss=ce, **kwargs)["loss_forget_bounded"].item() == 0.0
