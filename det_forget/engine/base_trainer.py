@@ -26,6 +26,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import ForgetCheckpointer
 from ..config import resolve_optimizer
+from ..modeling.roi_align import use_matmul_roi_align
 
 __all__ = ["DetectionTrainer", "build_optimizer"]
 
@@ -93,6 +94,14 @@ class DetectionTrainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        # Same numbers as torchvision's ROIAlign with a matrix-product backward, which is
+        # much cheaper on CPU (det_forget/modeling/roi_align.py); GPU maps keep torchvision's.
+        use_matmul_roi_align(model)
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model):

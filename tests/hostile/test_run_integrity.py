@@ -72,7 +72,7 @@ def finished_run(tmp_path_factory, base):
     [
         ({"FORGET.CLASSES": ["green_square"]}, "tasks: [['red_circle']] -> [['green_square']]"),
         ({"FORGET.METHOD": "gs_lora_pp"}, "method: 'gs_lora' -> 'gs_lora_pp'"),
-        ({"FORGET.LOSS.BOUND": 3.0}, "FORGET.LOSS.BOUND: 5.0 -> 3.0"),
+        ({"FORGET.LOSS.BOUND": 4.0}, "FORGET.LOSS.BOUND: 3.0 -> 4.0"),
     ],
     ids=["classes", "method", "loss"],
 )
