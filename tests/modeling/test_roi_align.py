@@ -97,3 +97,16 @@ def test_forgetting_detector_swaps_poolers_and_keeps_its_detections(tmp_path, ti
         torch.testing.assert_close(xi.scores, yi.scores, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(xi.pred_boxes.tensor, yi.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
         assert torch.equal(xi.pred_classes, yi.pred_classes)
+
+
+def test_base_training_builds_the_detector_with_matmul_poolers(tmp_path, tiny_shapes):
+    """tools/train_net.py trains base detectors (any META_ARCHITECTURE but the forgetting
+    one) through DetectionTrainer.build_model, which swaps the poolers too."""
+    from det_forget.engine import DetectionTrainer
+
+    cfg = tiny_cfg(tmp_path)
+    cfg.MODEL.META_ARCHITECTURE = cfg.FORGET.DETECTOR
+    model = DetectionTrainer.build_model(cfg)
+    assert type(model).__name__ == "GeneralizedRCNN"
+    poolers = model.roi_heads.box_pooler.level_poolers
+    assert poolers and all(type(p) is MatmulROIAlign for p in poolers)
