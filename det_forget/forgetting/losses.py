@@ -90,17 +90,13 @@ def bounded_forget_loss(
     """
     if per_sample_loss.numel() == 0:
         return per_sample_loss.sum()
+    if per_class and labels is None:
+        raise ValueError("bounded_forget_loss(per_class=True) needs labels")
     if per_object:
         bounded = F.relu(bound - weight * per_sample_loss)
-        if not per_class:
-            return bounded.mean()
-        if labels is None:
-            raise ValueError("bounded_forget_loss(per_class=True) needs labels")
-        return per_class_mean(bounded, labels)[1].mean()
+        return per_class_mean(bounded, labels)[1].mean() if per_class else bounded.mean()
     if not per_class:
         return F.relu(bound - weight * per_sample_loss.mean())
-    if labels is None:
-        raise ValueError("bounded_forget_loss(per_class=True) needs labels")
     _, class_means = per_class_mean(per_sample_loss, labels)
     return F.relu(bound - weight * class_means).mean()
 
