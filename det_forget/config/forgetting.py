@@ -32,6 +32,7 @@ READ_BY: dict[str, frozenset[str]] = {
     "FORGET.FATE_IOU_THRESH": _DETECTION,
     "FORGET.LOSS.FORGET_WEIGHTS": _DETECTION,
     "FORGET.LOSS.DETR_FORGET": frozenset(("detr",)),
+    "FORGET.LOSS.BACKGROUND_WEIGHT": frozenset(("rcnn",)),
     "FORGET.LORA.QKV_MODULES": _QKV,
     "FORGET.LORA.QKV_PARTS": _QKV,
     "FORGET.SPARSITY.ZERO_REL_THRESHOLD": _CLASSIFICATION,
@@ -199,6 +200,14 @@ def add_forget_node(cfg: CN) -> None:
     # loss over all queries of forget images, last layer only, bounded on the batch, which
     # needs PER_CLASS False, + the matched L1/GIoU). See docs/detr.md. Read by: detr.
     cfg.FORGET.LOSS.DETR_FORGET = "matched"
+    # Weight of a det_forget term that is not in GS-LoRA: the box head's cross-entropy to
+    # *background* on the forget boxes (and their jittered copies), averaged like the forget
+    # term (per class when PER_CLASS). It gives forget objects the target the retrained
+    # reference learns for them (un-annotated, so background), where the bounded term alone
+    # moves them to whichever class is closest, often a look-alike kept class. 0 (default):
+    # off. Methods without forget data (finetune) ignore it, as they ignore BOUND.
+    # Read by: rcnn.
+    cfg.FORGET.LOSS.BACKGROUND_WEIGHT = 0.0
     # Weight of the retain loss (the detector's own losses, or CE on retained classes).
     cfg.FORGET.LOSS.RETAIN_WEIGHT = 1.0
 

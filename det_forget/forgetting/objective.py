@@ -16,7 +16,12 @@ from torch import nn
 from ..errors import ConfigValueError
 from .deep import DeepForgetting
 from .groups import ParamGroup, SparsityWarmup, build_groups, group_lasso, lora_b_l1
-from .losses import bounded_forget_loss, negative_gradient_loss, reciprocal_forget_loss
+from .losses import (
+    bounded_forget_loss,
+    negative_gradient_loss,
+    per_class_mean,
+    reciprocal_forget_loss,
+)
 from .methods import ForgetMethod, get_method
 from .prototypes import prototype_loss
 from .regularizers import WeightAnchor
@@ -37,6 +42,11 @@ class ForgettingObjective:
         ce_weight: factor on the forget loss inside ``ReLU(BND - w * L)``.
         per_class: per-class bounding (default) instead of the batch mean.
         per_object: bound every object's loss before averaging (``FORGET.LOSS.PER_OBJECT``).
+        background_weight: weight of ``loss_forget_background`` (``FORGET.LOSS.
+            BACKGROUND_WEIGHT``): the cross-entropy to background on forget objects, given
+            as ``background_loss``; averaged per class when ``per_class``. 0: off. A
+            method without forget data (``finetune``) has no forget objects and ignores it,
+            as it ignores ``bound``.
         retain_weight: weight of the retain loss.
         sparsity: group-lasso weight schedule; ``groups`` are the adapter groups.
         groups: from :func:`~det_forget.forgetting.groups.build_groups`.
@@ -56,6 +66,7 @@ class ForgettingObjective:
     ce_weight: float = 1.0
     per_class: bool = True
     per_object: bool = False
+    background_weight: float = 0.0
     retain_weight: float = 1.0
     sparsity: SparsityWarmup | None = None
     groups: list[ParamGroup] | None = None
@@ -83,6 +94,10 @@ class ForgettingObjective:
             raise ValueError(f"method {self.method!r} needs groups and a sparsity schedule")
         if any(t.startswith("loss_weight_") for t in terms) and self.anchor is None:
             raise ValueError(f"method {self.method!r} needs a WeightAnchor")
+        if self.background_weight < 0:
+            raise ConfigValueError(
+                f"FORGET.LOSS.BACKGROUND_WEIGHT must be >= 0, got {self.background_weight}"
+            )
         self.forget_weights = tuple(float(w) for w in self.forget_weights)
         if self.forget_weights:
             self.forget_weight = self.forget_weights[0]
@@ -131,6 +146,7 @@ class ForgettingObjective:
             ce_weight=f.LOSS.CE_WEIGHT,
             per_class=f.LOSS.PER_CLASS,
             per_object=f.LOSS.PER_OBJECT,
+            background_weight=f.LOSS.BACKGROUND_WEIGHT,
             retain_weight=f.LOSS.RETAIN_WEIGHT,
             sparsity=sparsity,
             groups=groups,
@@ -169,6 +185,7 @@ class ForgettingObjective:
         forget_loss: torch.Tensor | None = None,
         forget_labels: torch.Tensor | None = None,
         retain_loss: torch.Tensor | None = None,
+        background_loss: torch.Tensor | None = None,
         prototypes: torch.Tensor | None = None,
         prototype_present: torch.Tensor | None = None,
         forget_features: torch.Tensor | None = None,
@@ -186,6 +203,8 @@ class ForgettingObjective:
                 random labels (minimised).
             forget_labels: forget sample classes ``(N_f,)`` (per-class bounding).
             retain_loss: the retain loss, a scalar already averaged.
+            background_loss: per-object cross-entropy to background ``(N_f,)``; needed
+                when :attr:`background_weight` > 0.
             prototypes: ``(C, D)`` for GS-LoRA++; ``prototype_present`` marks valid rows.
             prototype_present: which prototype rows are valid.
             forget_features: features of forget samples for GS-LoRA++.
@@ -196,7 +215,8 @@ class ForgettingObjective:
 
         Returns:
             ``{term name: weighted scalar}`` with the names of the method's registry
-            ``terms``, plus ``loss_deep`` when :attr:`deep` is set.
+            ``terms``, plus ``loss_forget_background`` when :attr:`background_weight` > 0
+            (methods with forget data) and ``loss_deep`` when :attr:`deep` is set.
 
         Raises:
             FloatingPointError: a term is NaN or infinite (names the term).
@@ -245,6 +265,13 @@ class ForgettingObjective:
                 terms[name] = self.baseline_l2 * self.anchor.l2()  # type: ignore[union-attr]
             elif name == "loss_weight_ewc":
                 terms[name] = self.baseline_ewc * self.anchor.ewc()  # type: ignore[union-attr]
+        if self.background_weight > 0 and self.spec.uses_forget_data:
+            bg = _required(background_loss, "loss_forget_background")
+            if self.per_class and bg.numel():
+                bg = per_class_mean(bg, _required(forget_labels, "loss_forget_background"))[1]
+            terms["loss_forget_background"] = self.background_weight * (
+                bg.mean() if bg.numel() else bg.sum()
+            )
         if self.deep is not None:
             terms["loss_deep"] = self.deep(
                 forget_features=_required(forget_features, "loss_deep"),

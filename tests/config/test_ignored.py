@@ -97,3 +97,14 @@ def test_detection_refuses_best_val_score_selection():
     with pytest.raises(ValueError, match=r"FORGET\.EARLY_STOP\.SELECT .*read only by"):
         check_ignored_keys(cfg)
     assert setup_cfg(GS_LORA, ["FORGET.EARLY_STOP.SELECT", "val_score"])
+
+
+def test_background_weight_is_refused_where_there_is_no_box_head():
+    """FORGET.LOSS.BACKGROUND_WEIGHT is read by the R-CNN box head only: DETR's run and a
+    classifier refuse it rather than run without it."""
+    cfg = build_config(RCNN, ["FORGET.LOSS.BACKGROUND_WEIGHT", "0.5"])
+    check_ignored_keys(cfg)
+    with pytest.raises(ValueError, match=r"FORGET\.LOSS\.BACKGROUND_WEIGHT = 0\.5 .*rcnn"):
+        check_ignored_keys(build_config(DETR, ["FORGET.LOSS.BACKGROUND_WEIGHT", "0.5"]))
+    with pytest.raises(ValueError, match=r"FORGET\.LOSS\.BACKGROUND_WEIGHT"):
+        setup_cfg(GS_LORA, ["FORGET.LOSS.BACKGROUND_WEIGHT", "0.5"])

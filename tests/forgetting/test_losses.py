@@ -159,3 +159,35 @@ def test_demo_config_bounds_every_forget_box():
     assert terms["loss_forget_bounded"].item() == pytest.approx(expected, rel=1e-5)
     objective.per_object = False
     assert objective(forget_loss=ce, **kwargs)["loss_forget_bounded"].item() == 0.0
+
+
+def test_background_term_by_hand_and_refused_without_forget_data():
+    """FORGET.LOSS.BACKGROUND_WEIGHT: w x the per-class mean of the given cross-entropies to
+    background (batch mean with PER_CLASS False); absent at 0 and for a method without
+    forget data; a negative weight is refused."""
+    from det_forget.errors import ConfigValueError
+    from det_forget.forgetting import ForgettingObjective
+
+    bg = torch.tensor([1.0, 3.0, 8.0])
+    labels = torch.tensor([4, 4, 7])
+    kwargs = dict(
+        step=0,
+        forget_loss=torch.tensor([0.1, 0.2, 0.3]),
+        forget_labels=labels,
+        retain_loss=torch.tensor(0.5),
+        background_loss=bg,
+    )
+    plain = ForgettingObjective(method="bounded_ft", bound=5.0, forget_weight=1.0)
+    assert "loss_forget_background" not in plain(**kwargs)
+    obj = ForgettingObjective(method="bounded_ft", bound=5.0, background_weight=0.5)
+    terms = obj(**kwargs)
+    assert terms["loss_forget_background"].item() == pytest.approx(0.5 * (2.0 + 8.0) / 2)
+    obj.per_class = False
+    assert obj(**kwargs)["loss_forget_background"].item() == pytest.approx(0.5 * 4.0)
+    with pytest.raises(ValueError, match="loss_forget_background"):
+        obj(**{**kwargs, "background_loss": None})
+    # finetune has no forget objects: it ignores the weight, as it ignores BOUND.
+    finetune = ForgettingObjective(method="finetune", background_weight=0.5)
+    assert set(finetune(**kwargs)) == {"loss_retain"}
+    with pytest.raises(ConfigValueError, match=">= 0"):
+        ForgettingObjective(method="bounded_ft", background_weight=-1.0)

@@ -161,3 +161,37 @@ def test_random_label_targets_are_kept_foreground_classes(tmp_path):
     assert set(targets.tolist()) == set(range(4, 10)) | {1}
     gs_lora = build_model(tiny_cfg(tmp_path))
     assert torch.equal(gs_lora.forget_targets(labels), labels)
+
+
+def test_background_term_trains_forget_boxes_as_background(tmp_path, tiny_shapes):
+    """FORGET.LOSS.BACKGROUND_WEIGHT adds loss_forget_background, the box head's CE to the
+    background logit on the forget boxes, with a gradient into the adapters; 0 leaves the
+    terms as they were. A sigmoid head (no background logit) is refused."""
+    from det_forget.errors import ConfigValueError
+    from det_forget.modeling.meta_arch.forgetting import ForgetOutputs
+
+    batch = _batch(tiny_cfg(tmp_path))
+    model = build_model(tiny_cfg(tmp_path))
+    model.train()
+    with EventStorage(0):
+        assert "loss_forget_background" not in model({"forget": batch, "retain": batch})
+    model = build_model(tiny_cfg(tmp_path, **{"FORGET.LOSS.BACKGROUND_WEIGHT": 2.0}))
+    model.train()
+    with EventStorage(0):
+        terms = model({"forget": batch, "retain": batch})
+    value = terms["loss_forget_background"]
+    assert torch.isfinite(value) and value.item() > 0
+    model.zero_grad()
+    value.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+    c = model.num_classes
+    logits = torch.zeros(2, c + 1)
+    logits[0, c] = 5.0  # already background
+    logits[1, 3] = 5.0  # confidently class 3
+    out = ForgetOutputs(logits, torch.tensor([3, 3]), torch.zeros(2, 4))
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor([c, c]), reduction="none")
+    assert torch.allclose(model.background_loss(out), expected)
+    assert model.background_loss(out)[0] < 0.1 < 5.0 < model.background_loss(out)[1]
+    with pytest.raises(ConfigValueError, match="background logit"):
+        model.background_loss(ForgetOutputs(logits[:, :c], out.labels, out.features, sigmoid=True))

@@ -9,6 +9,8 @@ returns every loss term separately (they land in ``metrics.json`` one by one):
   ground-truth box and a few jittered copies of it; the per-object cross-entropy goes to
   the shared :class:`~det_forget.forgetting.ForgettingObjective` (per-class bounded loss
   by default, ``1/CE`` for ``no_retain``, baselines);
+* with ``FORGET.LOSS.BACKGROUND_WEIGHT`` > 0, the cross-entropy to background on the same
+  boxes (det_forget's term, not GS-LoRA's);
 * group-lasso sparsity, the prototype term (GS-LoRA++), L1 on B, weight-change
   penalties, as the method asks.
 
@@ -23,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, build_model
 from detectron2.structures import Boxes
 from torch import nn
 
 from ...config import lora_config_from_cfg, num_classes_of
+from ...errors import ConfigValueError
 from ...forgetting import ForgetTask, ForgettingObjective, check_method, task_type_of
 from ...forgetting.losses import object_nll, random_labels
 from ...lora import InjectionReport, inject_lora
@@ -234,6 +238,21 @@ class ForgettingDetector(nn.Module):
             exclude=torch.tensor(self.forgotten_classes, dtype=torch.long, device=labels.device),
         )
 
+    def background_loss(self, out: ForgetOutputs) -> torch.Tensor:
+        """Per-object cross-entropy to the background logit (``FORGET.LOSS.BACKGROUND_WEIGHT``).
+
+        Raises:
+            ConfigValueError: the detector has no background logit (sigmoid classes).
+        """
+        if out.sigmoid or out.logits.shape[-1] != self.num_classes + 1:
+            raise ConfigValueError(
+                f"FORGET.LOSS.BACKGROUND_WEIGHT needs a softmax class head with a background "
+                f"logit ({self.num_classes} + 1 outputs); {type(self.detector).__name__} "
+                f"gives {out.logits.shape[-1]}{' sigmoid' if out.sigmoid else ''} outputs"
+            )
+        target = torch.full_like(out.labels, self.num_classes)
+        return F.cross_entropy(out.logits, target, reduction="none")
+
     def _add_detector_prefix(self, state_dict, prefix, *args, **kwargs) -> None:
         top_level = {n for n, _ in self.detector.named_children()}
         top_level |= {n for n, _ in self.detector.named_buffers(recurse=False)}
@@ -266,6 +285,8 @@ class ForgettingDetector(nn.Module):
                 else object_nll(out.logits, self.forget_targets(out.labels), out.sigmoid)
             )
             kwargs["forget_labels"] = out.labels
+            if obj.background_weight > 0:
+                kwargs["background_loss"] = self.background_loss(out)
             if self.prototypes is not None:
                 kwargs.update(prototypes=self.prototypes, forget_features=out.features)
             extra = {k: obj.forget_weight * v for k, v in out.extra_losses.items()}
