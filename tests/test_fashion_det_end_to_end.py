@@ -50,6 +50,9 @@ def test_forget_config_runs_and_reports_object_fate(tiny_fashion, tmp_path):
     trainer.resume_or_load(resume=False)
     (record,) = trainer.train()
     assert record["classes"]["forget"] == ["Shirt", "Sneaker"]
+    # The config trains forget boxes towards background too (FORGET.LOSS.BACKGROUND_WEIGHT).
+    assert cfg.FORGET.LOSS.BACKGROUND_WEIGHT > 0
+    assert "loss_forget_background" in trainer.storage.histories()
 
     val = DatasetCatalog.get(VAL)
     forget_ids = {6, 7}  # Shirt, Sneaker
