@@ -161,7 +161,8 @@ METHODS: dict[str, ForgetMethod] = {
             "LoRA on the FFNs, group-lasso per block, bounded forget loss + retain loss",
             "GS-LoRA (Zhao et al., CVPR 2024): its losses, adapter place, scaling 1/8 and "
             "kaiming A; det_forget bounds per class by default (FORGET.LOSS.PER_CLASS), "
-            "and per object where a config sets FORGET.LOSS.PER_OBJECT",
+            "and per object where a config sets FORGET.LOSS.PER_OBJECT; "
+            "FORGET.LOSS.BACKGROUND_WEIGHT adds det_forget's background term, not the paper's",
         ),
         ForgetMethod(
             "gs_lora_pp",
