@@ -14,6 +14,7 @@ __all__ = [
     "object_nll",
     "retain_loss",
     "per_class_mean",
+    "balanced_mean",
     "bounded_forget_loss",
     "reciprocal_forget_loss",
     "negative_gradient_loss",
@@ -55,6 +56,25 @@ def per_class_mean(values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return classes, sums / counts
 
 
+def balanced_mean(
+    values: torch.Tensor, labels: torch.Tensor | None, per_class: bool
+) -> torch.Tensor:
+    """Mean of the per-class means of ``values`` (``per_class``) or their plain mean.
+
+    Zero (with a graph) when there are no values.
+
+    Raises:
+        ValueError: ``per_class`` without labels.
+    """
+    if values.numel() == 0:
+        return values.sum()
+    if not per_class:
+        return values.mean()
+    if labels is None:
+        raise ValueError("a per-class mean needs labels")
+    return per_class_mean(values, labels)[1].mean()
+
+
 def bounded_forget_loss(
     per_sample_loss: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -93,8 +113,7 @@ def bounded_forget_loss(
     if per_class and labels is None:
         raise ValueError("bounded_forget_loss(per_class=True) needs labels")
     if per_object:
-        bounded = F.relu(bound - weight * per_sample_loss)
-        return per_class_mean(bounded, labels)[1].mean() if per_class else bounded.mean()
+        return balanced_mean(F.relu(bound - weight * per_sample_loss), labels, per_class)
     if not per_class:
         return F.relu(bound - weight * per_sample_loss.mean())
     _, class_means = per_class_mean(per_sample_loss, labels)

@@ -17,9 +17,9 @@ from ..errors import ConfigValueError
 from .deep import DeepForgetting
 from .groups import ParamGroup, SparsityWarmup, build_groups, group_lasso, lora_b_l1
 from .losses import (
+    balanced_mean,
     bounded_forget_loss,
     negative_gradient_loss,
-    per_class_mean,
     reciprocal_forget_loss,
 )
 from .methods import ForgetMethod, get_method
@@ -266,11 +266,10 @@ class ForgettingObjective:
             elif name == "loss_weight_ewc":
                 terms[name] = self.baseline_ewc * self.anchor.ewc()  # type: ignore[union-attr]
         if self.background_weight > 0 and self.spec.uses_forget_data:
-            bg = _required(background_loss, "loss_forget_background")
-            if self.per_class and bg.numel():
-                bg = per_class_mean(bg, _required(forget_labels, "loss_forget_background"))[1]
-            terms["loss_forget_background"] = self.background_weight * (
-                bg.mean() if bg.numel() else bg.sum()
+            terms["loss_forget_background"] = self.background_weight * balanced_mean(
+                _required(background_loss, "loss_forget_background"),
+                forget_labels,
+                self.per_class,
             )
         if self.deep is not None:
             terms["loss_deep"] = self.deep(
